@@ -1,0 +1,3 @@
+from usdenoise.cli import main
+
+main()

@@ -1,0 +1,33 @@
+"""The registry of every denoiser (classic filters and networks) behind one interface."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from usdenoise.classic import CLASSIC
+from usdenoise.denoiser import Denoiser, Identity
+from usdenoise.errors import UsdenoiseError
+from usdenoise.models import NETWORKS
+
+DENOISERS: dict[str, type[Denoiser]] = {"noisy": Identity, **CLASSIC, **NETWORKS}
+
+
+def make_denoiser(name: str, **params: Any) -> Denoiser:
+    """Build a registered denoiser by name; parameters may be strings from the command line."""
+    key = name.strip().lower()
+    if key not in DENOISERS:
+        raise UsdenoiseError(
+            f"unknown method {name!r} (known: {', '.join(sorted(DENOISERS))})"
+        )
+    return DENOISERS[key](**params)
+
+
+def parse_params(items: list[str] | None) -> dict[str, str]:
+    """`["window=7", "damping=1"]` -> {"window": "7", "damping": "1"}."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsdenoiseError(f"--param {item!r}: expected key=value")
+        out[key.strip()] = value.strip()
+    return out

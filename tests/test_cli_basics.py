@@ -1,0 +1,32 @@
+"""The command line's error contract: one line, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from usdenoise.cli import main
+
+
+def test_version_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert "usdenoise" in capsys.readouterr().out
+
+
+def test_list_shows_denoisers(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["list"])
+    assert exit_info.value.code == 0
+    assert "noisy" in capsys.readouterr().out
+
+
+def test_module_entry_point_and_unknown_command() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "usdenoise", "no-such-command"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
