@@ -64,7 +64,9 @@ class Param:
     def describe(self) -> str:
         bounds = ""
         if self.low is not None or self.high is not None:
-            bounds = f" [{'' if self.low is None else self.low}..{'' if self.high is None else self.high}]"
+            low = "" if self.low is None else self.low
+            high = "" if self.high is None else self.high
+            bounds = f" [{low}..{high}]"
         if self.choices:
             bounds = f" {{{', '.join(map(str, self.choices))}}}"
         return f"{self.name}={self.default!r}{bounds}: {self.doc}"
