@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -19,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
+DATA_HELP = "phantom, hc18:PATH, psfhs:PATH, zenodo:PATH or folder:PATH"
 
 
 def _version(value: bool) -> None:
@@ -47,6 +49,87 @@ def list_command() -> None:
         for name, description in entries:
             table.add_row(name, description)
         out.print(table)
+
+
+@app.command()
+def simulate(
+    data: str = typer.Argument("phantom", help=DATA_HELP),
+    noise: str = typer.Option("rayleigh:0.25", help="noise model and strength, e.g. rayleigh:0.25"),
+    out: Path = typer.Option(..., help="output folder (clean/, noisy/, masks/, manifest.json)"),
+    size: int = typer.Option(256, help="resize images to SIZE x SIZE (0 keeps their size)"),
+    seed: int = typer.Option(0, help="seed of the noise"),
+    limit: int | None = typer.Option(None, help="only the first N images"),
+    overwrite: bool = typer.Option(False, help="replace what is in --out"),
+) -> None:
+    """Add speckle to a data set and write clean/noisy/mask images paired by id."""
+    from usdenoise.simulate import simulate as run
+
+    manifest = run(data, noise=noise, out_dir=out, size=size or None, seed=seed, limit=limit,
+                   overwrite=overwrite)
+    console.print(f"wrote {len(manifest['images'])} image pairs to {out}")
+
+
+@app.command()
+def evaluate(
+    data: str = typer.Argument("phantom", help=DATA_HELP),
+    methods: str = typer.Option("bm3d,nlm,lee,srad,median", help="comma-separated denoisers"),
+    noise: str = typer.Option("rayleigh:0.1,0.25,0.5,0.75", help="noise levels, e.g. gamma:4,8"),
+    param: list[str] = typer.Option([], help="method.key=value, repeatable (e.g. lee.window=7)"),
+    out: Path = typer.Option(..., help="output folder for results.json/csv/md and examples/"),
+    size: int = typer.Option(256, help="resize images to SIZE x SIZE (0 keeps their size)"),
+    split: str = typer.Option("test", help="which subject split to evaluate: train, val or test"),
+    limit: int | None = typer.Option(None, help="only the first N test images"),
+    seed: int = typer.Option(0, help="seed of the split and the noise"),
+    examples: int = typer.Option(2, help="example images per method in examples/"),
+    no_reference: bool = typer.Option(False, help="no clean images: ENL/CNR/gCNR/SSI/EPI only"),
+    overwrite: bool = typer.Option(False, help="replace existing results in --out"),
+) -> None:
+    """Benchmark denoisers: every method at every noise level on the same noisy test images."""
+    from usdenoise.evaluate import EvaluationSettings, parse_methods
+    from usdenoise.evaluate import evaluate as run
+    from usdenoise.report import markdown_table
+    from usdenoise.specs import parse_noise_list
+
+    if split not in {"train", "val", "test"}:
+        raise UsdenoiseError(f"--split {split!r}: choose train, val or test")
+    noises = [f"{name}:{level}" for name, level in parse_noise_list(noise)]
+    settings = EvaluationSettings(
+        data=data, methods=parse_methods(methods, param), noises=noises, split=split,
+        size=size or None, limit=limit, seed=seed, examples=examples, no_reference=no_reference,
+    )
+    records = run(settings, out, overwrite=overwrite)
+    print(markdown_table(records))
+    console.print(f"results: {out}/results.md, .json, .csv; figures: {out}/examples/")
+
+
+@app.command()
+def denoise(
+    inputs: list[Path] = typer.Argument(..., help="image files or folders"),
+    out: Path = typer.Option(..., help="output folder (names and formats are kept)"),
+    method: str | None = typer.Option(None, help="denoiser name (default: the shipped model)"),
+    model: Path | None = typer.Option(None, help="trained checkpoint (.safetensors or run folder)"),
+    param: list[str] = typer.Option([], help="key=value parameter of the method, repeatable"),
+    recursive: bool = typer.Option(False, help="also denoise images in subfolders"),
+    workers: int = typer.Option(1, help="processes for CPU filters"),
+    dicom_as: str = typer.Option("dicom", help="write DICOM input back as dicom or png"),
+    strict: bool = typer.Option(False, help="stop at the first unreadable file, don't skip it"),
+    overwrite: bool = typer.Option(False, help="replace existing output files"),
+) -> None:
+    """Denoise images (PNG, JPEG, TIFF, DICOM incl. cine, MetaImage, .npy)."""
+    from usdenoise.denoise_files import denoise_files
+    from usdenoise.denoisers import parse_params
+
+    params: dict[str, object] = dict(parse_params(param))
+    if model is not None:
+        if method not in (None, "network"):
+            raise UsdenoiseError("give either --method or --model, not both")
+        method, params["checkpoint"] = "network", str(model)
+    summary = denoise_files(
+        inputs, out_dir=out, method=method or "default", params=params, recursive=recursive,
+        overwrite=overwrite, workers=workers, strict=strict, dicom_as=dicom_as,
+    )
+    console.print(f"denoised {len(summary.written)} file(s) into {out}; "
+                  f"skipped {len(summary.skipped)} unreadable file(s)")
 
 
 # ---- commands added by later modules go above this line ----
