@@ -1,0 +1,445 @@
+"""Image I/O: round trips, colour handling, scaling, and every kind of bad file."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from io_fixtures import (
+    colour,
+    gradient,
+    luma,
+    write_multipage_tiff,
+    write_palette_png,
+    write_pillow,
+)
+
+from usdenoise.errors import UsdenoiseError
+from usdenoise.io import (
+    IMAGE_SUFFIXES,
+    ImageInfo,
+    atomic_write,
+    image_info,
+    read_frames,
+    read_image,
+    read_mask,
+    read_raw,
+    write_image,
+    write_mask,
+)
+
+
+def one_line_error(exc_info: pytest.ExceptionInfo, path: Path, *words: str) -> None:
+    message = str(exc_info.value)
+    assert "\n" not in message
+    assert str(path) in message
+    for word in words:
+        assert word.lower() in message.lower(), message
+
+
+# ---------------------------------------------------------------------------- Pillow formats
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".bmp"])
+def test_gray8_round_trip_exact(tmp_path: Path, suffix: str) -> None:
+    a = gradient(bits=8)
+    x = torch.from_numpy(a / 255.0).float()[None]
+    path = write_image(tmp_path / f"g{suffix}", x, bit_depth=8)
+    assert np.array_equal(read_raw(path), a)
+    y = read_image(path)
+    assert y.dtype == torch.float32 and y.shape == (1, 12, 10)
+    assert torch.equal(y, x)
+    info = image_info(path)
+    got = (info.bit_depth, info.height, info.width, info.channels, info.frames)
+    assert got == (8, 12, 10, 1, 1)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_gray16_round_trip_exact(tmp_path: Path, suffix: str) -> None:
+    a = gradient(bits=16)
+    x = torch.from_numpy(a / 65535.0).float()[None]
+    path = write_image(tmp_path / f"g{suffix}", x, bit_depth=16)
+    raw = read_raw(path)
+    assert raw.dtype == np.uint16 and np.array_equal(raw, a)
+    assert torch.equal(read_image(path), x)
+    assert image_info(path).bit_depth == 16
+
+
+@pytest.mark.parametrize("suffix,bits", [(".png", 8), (".png", 16), (".tif", 8), (".tif", 16)])
+def test_colour_round_trip_exact(tmp_path: Path, suffix: str, bits: int) -> None:
+    a = colour(bits=bits)
+    top = 255.0 if bits == 8 else 65535.0
+    x = torch.from_numpy(np.moveaxis(a, -1, 0) / top).float()
+    path = write_image(tmp_path / f"c{suffix}", x, bit_depth=bits)
+    assert np.array_equal(read_raw(path), a)
+    assert torch.equal(read_image(path, gray=False), x)
+    info = image_info(path)
+    assert (info.bit_depth, info.channels) == (bits, 3)
+
+
+def test_16bit_is_scaled_by_65535_and_8bit_by_255(tmp_path: Path) -> None:
+    a16 = np.array([[0, 1, 32768, 65535]], np.uint16)
+    write_pillow(tmp_path / "a.png", a16)
+    assert torch.allclose(read_image(tmp_path / "a.png")[0, 0],
+                          torch.tensor([0, 1 / 65535, 32768 / 65535, 1.0]))
+    a8 = np.array([[0, 1, 128, 255]], np.uint8)
+    write_pillow(tmp_path / "b.png", a8)
+    assert torch.allclose(read_image(tmp_path / "b.png")[0, 0],
+                          torch.tensor([0, 1 / 255, 128 / 255, 1.0]))
+
+
+def test_rgb_with_equal_planes_is_one_channel_without_warning(tmp_path: Path) -> None:
+    a = gradient()
+    path = write_pillow(tmp_path / "eq.png", np.stack([a, a, a], -1))
+    assert image_info(path).channels == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = read_image(path)
+    assert y.shape == (1, 12, 10)
+    assert torch.equal(y[0], torch.from_numpy(a / 255.0).float())
+
+
+def test_colour_becomes_luma_with_warning(tmp_path: Path) -> None:
+    rgb = colour()
+    path = write_pillow(tmp_path / "c.png", rgb)
+    with pytest.warns(UserWarning, match="converted to gray"):
+        y = read_image(path)
+    assert y.shape == (1, 12, 10)
+    np.testing.assert_allclose(y[0].numpy(), luma(rgb) / 255.0, atol=1e-6)
+    # agrees with Pillow's own conversion within its integer rounding (1/255)
+    from PIL import Image
+
+    pil = np.asarray(Image.open(path).convert("L")) / 255.0
+    np.testing.assert_allclose(y[0].numpy(), pil, atol=1.01 / 255)
+    assert read_image(path, gray=False).shape == (3, 12, 10)
+
+
+def test_rgba_alpha_is_dropped(tmp_path: Path) -> None:
+    rgb = colour()
+    alpha = np.full(rgb.shape[:2] + (1,), 7, np.uint8)
+    path = write_pillow(tmp_path / "a.png", np.concatenate([rgb, alpha], -1))
+    assert image_info(path).channels == 4
+    y = read_image(path, gray=False)
+    assert torch.equal(y, torch.from_numpy(np.moveaxis(rgb, -1, 0) / 255.0).float())
+    assert np.array_equal(read_raw(path), rgb)
+
+
+def test_gray_alpha_is_dropped(tmp_path: Path) -> None:
+    from PIL import Image
+
+    a = gradient()
+    Image.fromarray(np.stack([a, np.full_like(a, 9)], -1), mode="LA").save(tmp_path / "la.png")
+    assert torch.equal(read_image(tmp_path / "la.png")[0], torch.from_numpy(a / 255.0).float())
+
+
+@pytest.mark.parametrize("transparent", [False, True])
+def test_palette_png_expands_to_colours(tmp_path: Path, transparent: bool) -> None:
+    path, rgb = write_palette_png(tmp_path / "p.png", transparent=transparent)
+    y = read_image(path, gray=False)
+    assert torch.equal(y, torch.from_numpy(np.moveaxis(rgb, -1, 0) / 255.0).float())
+    with pytest.warns(UserWarning):
+        g = read_image(path)
+    np.testing.assert_allclose(g[0].numpy(), luma(rgb) / 255.0, atol=1e-6)
+    # read_raw / read_mask give the palette indices (label maps are often stored this way)
+    index = (np.arange(120).reshape(12, 10) % 4)
+    assert np.array_equal(read_raw(path), index)
+    assert torch.equal(read_mask(path), torch.from_numpy(index))
+    assert image_info(path).channels == (4 if transparent else 3)
+
+
+def test_bilevel_image(tmp_path: Path) -> None:
+    from PIL import Image
+
+    a = gradient() > 127
+    Image.fromarray(a).save(tmp_path / "b.png")
+    assert torch.equal(read_image(tmp_path / "b.png")[0], torch.from_numpy(a).float())
+    assert np.array_equal(read_raw(tmp_path / "b.png"), a.astype(np.uint8))
+
+
+def test_jpeg_close_to_source(tmp_path: Path) -> None:
+    # smooth content, quality 95: JPEG error stays small (measured max ~2/255)
+    yy, xx = np.mgrid[0:32, 0:32]
+    x = torch.from_numpy(((yy + xx) / 62.0)[None]).float()
+    path = write_image(tmp_path / "s.jpg", x)
+    assert (read_image(path) - x).abs().max() <= 4 / 255
+    assert image_info(path).format == "JPEG"
+
+
+def test_multipage_tiff_gives_frames(tmp_path: Path) -> None:
+    frames = [gradient(seed=k) for k in range(3)]
+    path = write_multipage_tiff(tmp_path / "cine.tif", frames)
+    y = read_frames(path)
+    assert y.shape == (3, 1, 12, 10)
+    for k in range(3):
+        assert torch.equal(y[k, 0], torch.from_numpy(frames[k] / 255.0).float())
+    assert image_info(path).frames == 3
+    with pytest.raises(UsdenoiseError, match="3 frames") as exc_info:
+        read_image(path)
+    one_line_error(exc_info, path)
+
+
+def test_write_2d_input_and_clipping(tmp_path: Path) -> None:
+    x = torch.tensor([[-0.5, 0.0], [1.0, 1.5]])
+    path = write_image(tmp_path / "c.png", x)
+    assert torch.equal(read_image(path)[0], torch.tensor([[0.0, 0.0], [1.0, 1.0]]))
+
+
+def test_image_info_fields(tmp_path: Path) -> None:
+    path = write_image(tmp_path / "i.png", torch.rand(1, 5, 7), bit_depth=16)
+    assert image_info(path) == ImageInfo("PNG", 16, 5, 7, 1, 1, None)
+
+
+def test_suffixes_listed() -> None:
+    for suffix in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".npy"):
+        assert suffix in IMAGE_SUFFIXES
+
+
+# ---------------------------------------------------------------------------- .npy
+
+
+def test_npy_float_round_trip(tmp_path: Path) -> None:
+    x = torch.rand(1, 6, 5, generator=torch.Generator().manual_seed(0))
+    path = write_image(tmp_path / "x.npy", x)
+    assert np.load(path).dtype == np.float32
+    assert torch.equal(read_image(path), x)
+    assert image_info(path) == ImageInfo("NPY", 32, 6, 5, 1, 1, None)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16])
+def test_npy_integers_scaled_by_dtype_max(tmp_path: Path, dtype) -> None:
+    top = np.iinfo(dtype).max
+    a = np.array([[0, 1, top]], dtype)
+    np.save(tmp_path / "a.npy", a)
+    expected = torch.tensor([[[0.0, 1 / top, 1.0]]])
+    assert torch.allclose(read_image(tmp_path / "a.npy"), expected)
+    assert read_raw(tmp_path / "a.npy").dtype == dtype
+
+
+def test_npy_shapes(tmp_path: Path) -> None:
+    np.save(tmp_path / "chw.npy", np.zeros((3, 4, 5), np.float32))
+    assert read_image(tmp_path / "chw.npy", gray=False).shape == (1, 4, 5)  # equal planes
+    np.save(tmp_path / "fchw.npy", np.random.default_rng(0).random((2, 1, 4, 5)))
+    assert read_frames(tmp_path / "fchw.npy").shape == (2, 1, 4, 5)
+    np.save(tmp_path / "bad.npy", np.zeros((5, 2, 4, 4), np.float32))
+    with pytest.raises(UsdenoiseError, match="not an image") as exc_info:
+        read_image(tmp_path / "bad.npy")
+    one_line_error(exc_info, tmp_path / "bad.npy")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_npy_nan_inf_rejected(tmp_path: Path, bad: float) -> None:
+    a = np.zeros((4, 4), np.float32)
+    a[1, 2] = bad
+    path = tmp_path / "nan.npy"
+    np.save(path, a)
+    with pytest.raises(UsdenoiseError, match="NaN/Inf") as exc_info:
+        read_image(path)
+    one_line_error(exc_info, path)
+    with pytest.raises(UsdenoiseError, match="NaN/Inf"):
+        read_raw(path)
+
+
+def test_npy_float_out_of_range_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "big.npy"
+    np.save(path, np.array([[0.0, 2.0]]))
+    with pytest.raises(UsdenoiseError, match="outside") as exc_info:
+        read_image(path)
+    one_line_error(exc_info, path)
+
+
+def test_npy_negative_int_and_pickle_rejected(tmp_path: Path) -> None:
+    np.save(tmp_path / "neg.npy", np.array([[-1, 3]], np.int16))
+    with pytest.raises(UsdenoiseError, match="negative"):
+        read_image(tmp_path / "neg.npy")
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(UsdenoiseError) as exc_info:
+        read_image(tmp_path / "obj.npy")
+    one_line_error(exc_info, tmp_path / "obj.npy")
+
+
+# ---------------------------------------------------------------------------- masks
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".npy", ".bmp"])
+def test_mask_round_trip(tmp_path: Path, suffix: str) -> None:
+    m = torch.from_numpy(np.arange(30).reshape(5, 6) % 3)
+    path = write_mask(tmp_path / f"m{suffix}", m)
+    back = read_mask(path)
+    assert back.dtype == torch.int64 and torch.equal(back, m)
+
+
+def test_mask_16bit_labels(tmp_path: Path) -> None:
+    m = torch.tensor([[0, 300], [65535, 2]])
+    path = write_mask(tmp_path / "m.png", m)
+    assert read_raw(path).dtype == np.uint16
+    assert torch.equal(read_mask(path), m)
+
+
+def test_mask_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(UsdenoiseError, match="lossless"):
+        write_mask(tmp_path / "m.jpg", torch.zeros(3, 3, dtype=torch.int64))
+    with pytest.raises(UsdenoiseError, match="do not fit"):
+        write_mask(tmp_path / "m.png", torch.tensor([[-1, 0]]))
+    with pytest.raises(UsdenoiseError, match="non-integer"):
+        write_mask(tmp_path / "m.png", torch.tensor([[0.5, 0.0]]))
+    rgb = colour()
+    write_pillow(tmp_path / "rgb.png", rgb)
+    with pytest.raises(UsdenoiseError, match="colour masks") as exc_info:
+        read_mask(tmp_path / "rgb.png")
+    one_line_error(exc_info, tmp_path / "rgb.png")
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------- bad files
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.png"
+    with pytest.raises(UsdenoiseError, match="not found") as exc_info:
+        read_image(path)
+    one_line_error(exc_info, path)
+
+
+def test_directory_instead_of_file(tmp_path: Path) -> None:
+    path = tmp_path / "d.png"
+    path.mkdir()
+    for fn in (read_image, image_info, read_mask):
+        with pytest.raises(UsdenoiseError, match="folder") as exc_info:
+            fn(path)
+        one_line_error(exc_info, path)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif", ".npy", ".bmp"])
+def test_empty_file(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"empty{suffix}"
+    path.touch()
+    with pytest.raises(UsdenoiseError, match="empty") as exc_info:
+        read_image(path)
+    one_line_error(exc_info, path)
+
+
+def test_unsupported_suffix(tmp_path: Path) -> None:
+    path = tmp_path / "a.gif"
+    path.write_bytes(b"GIF89a....")
+    with pytest.raises(UsdenoiseError, match="unsupported format") as exc_info:
+        read_image(path)
+    one_line_error(exc_info, path)
+    with pytest.raises(UsdenoiseError, match="unsupported format"):
+        write_image(tmp_path / "b.gif", torch.zeros(1, 2, 2))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif", ".bmp", ".npy"])
+def test_garbage_file(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"garbage{suffix}"
+    path.write_bytes(b"this is not an image at all" * 10)
+    with pytest.raises(UsdenoiseError) as exc_info:
+        read_image(path)
+    one_line_error(exc_info, path)
+
+
+@pytest.mark.parametrize("suffix,bits", [(".png", 8), (".png", 16), (".jpg", 8),
+                                         (".tif", 8), (".bmp", 8), (".npy", 8)])
+def test_truncated_file(tmp_path: Path, suffix: str, bits: int) -> None:
+    x = torch.rand(3 if suffix == ".png" and bits == 16 else 1, 64, 64,
+                   generator=torch.Generator().manual_seed(1))
+    good = write_image(tmp_path / f"good{suffix}", x, bit_depth=bits)
+    data = good.read_bytes()
+    path = tmp_path / f"cut{suffix}"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UsdenoiseError) as exc_info:
+        read_image(path)
+    one_line_error(exc_info, path)
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def test_atomic_write_renames_on_success(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "out.txt"
+    with atomic_write(target) as tmp:
+        assert tmp.parent == target.parent and tmp != target
+        tmp.write_text("done")
+        assert not target.exists()
+    assert target.read_text() == "done"
+    assert [p.name for p in target.parent.iterdir()] == ["out.txt"]
+
+
+def test_atomic_write_removes_temp_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash while writing")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_failed_image_write_leaves_no_file(tmp_path: Path, monkeypatch) -> None:
+    import usdenoise.io as io_module
+
+    def broken(tmp, a, bit_depth, path):
+        tmp.write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setitem(io_module.WRITERS, ".png", broken)
+    path = tmp_path / "x.png"
+    with pytest.raises(UsdenoiseError, match="disk full") as exc_info:
+        write_image(path, torch.zeros(1, 4, 4))
+    one_line_error(exc_info, path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_parent_is_a_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    path = blocker / "out.png"
+    with pytest.raises(UsdenoiseError, match="cannot create output folder") as exc_info:
+        write_image(path, torch.zeros(1, 4, 4))
+    one_line_error(exc_info, path)
+    with pytest.raises(UsdenoiseError):
+        write_mask(path, torch.zeros(4, 4, dtype=torch.int64))
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores permissions")
+def test_output_folder_not_writable(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(UsdenoiseError, match="not writable") as exc_info:
+            write_image(folder / "x.png", torch.zeros(1, 4, 4))
+        one_line_error(exc_info, folder / "x.png")
+    finally:
+        folder.chmod(0o700)
+
+
+def test_write_target_is_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "x.png").mkdir()
+    with pytest.raises(UsdenoiseError, match="is a folder"):
+        write_image(tmp_path / "x.png", torch.zeros(1, 4, 4))
+
+
+def test_write_rejects_bad_values_and_shapes(tmp_path: Path) -> None:
+    x = torch.zeros(1, 4, 4)
+    x[0, 1, 1] = float("nan")
+    with pytest.raises(UsdenoiseError, match="NaN/Inf"):
+        write_image(tmp_path / "n.png", x)
+    with pytest.raises(UsdenoiseError, match="shape"):
+        write_image(tmp_path / "s.png", torch.zeros(2, 4, 4))
+    with pytest.raises(UsdenoiseError, match="bit"):
+        write_image(tmp_path / "j.jpg", torch.zeros(1, 4, 4), bit_depth=16)
+    with pytest.raises(UsdenoiseError, match="bit_depth"):
+        write_image(tmp_path / "b.png", torch.zeros(1, 4, 4), bit_depth=12)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_overwrites_existing(tmp_path: Path) -> None:
+    path = tmp_path / "x.png"
+    write_image(path, torch.zeros(1, 4, 4))
+    write_image(path, torch.ones(1, 4, 4))
+    assert torch.equal(read_image(path), torch.ones(1, 4, 4))
