@@ -132,6 +132,61 @@ def denoise(
                   f"skipped {len(summary.skipped)} unreadable file(s)")
 
 
+@app.command()
+def train(
+    data: str | None = typer.Argument(None, help=DATA_HELP + " (default: phantom)"),
+    config: Path | None = typer.Option(None, help="TOML file with TrainConfig keys; options win"),
+    arch: str | None = typer.Option(None, help="network: diconvae, dncnn or unet"),
+    preset: str | None = typer.Option(None, help="network preset: fast (CPU) or paper (GPU)"),
+    model_param: list[str] = typer.Option([], help="network option key=value, repeatable"),
+    loss: str | None = typer.Option(None, help="loss, e.g. l1+msssim or 0.16*l1+0.84*msssim"),
+    noise: str | None = typer.Option(None, help="speckle; a range is blind: rayleigh:0.1-0.75"),
+    epochs: int | None = typer.Option(None, help="number of epochs (default 50)"),
+    out: Path | None = typer.Option(None, help="run folder for checkpoints and metrics"),
+    batch_size: int | None = typer.Option(None, help="global batch size (default 16)"),
+    crop: int | None = typer.Option(None, help="random crop size in pixels (default 96)"),
+    size: int | None = typer.Option(None, help="resize images to SIZE x SIZE when loading"),
+    lr: float | None = typer.Option(None, help="Adam learning rate (default 1e-3)"),
+    schedule: str | None = typer.Option(None, help="learning-rate schedule: cosine or none"),
+    clip_grad: float | None = typer.Option(None, help="clip the gradient norm to this value"),
+    patience: int | None = typer.Option(None, help="early stop after N epochs without progress"),
+    amp: bool | None = typer.Option(None, "--amp/--no-amp", help="bf16 autocast (default: GPU)"),
+    channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last"),
+    compile: bool | None = typer.Option(None, "--compile/--no-compile", help="torch.compile"),
+    device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N"),
+    workers: int | None = typer.Option(None, help="data-loading worker processes"),
+    seed: int | None = typer.Option(None, help="seed of split, crops, speckle and weights"),
+    resume: Path | None = typer.Option(None, help="continue the run in this folder"),
+    vgg_weights: Path | None = typer.Option(None, help="local VGG16 weights (perceptual loss)"),
+    limit: int | None = typer.Option(None, help="at most N batches per epoch (quick runs)"),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress",
+                                         help="progress bar (default: when on a terminal)"),
+) -> None:
+    """Train a denoising network; torchrun -m usdenoise train ... runs it on several GPUs."""
+    from usdenoise.config import config_from_dict, load_config, parse_model_params
+    from usdenoise.train import fit, run_config
+
+    given = {
+        "data": data, "arch": arch, "preset": preset, "loss": loss, "noise": noise,
+        "epochs": epochs, "out": out and str(out), "batch_size": batch_size, "crop": crop,
+        "image_size": size, "lr": lr, "schedule": schedule, "clip_grad": clip_grad,
+        "patience": patience, "amp": amp, "channels_last": channels_last, "compile": compile,
+        "device": device, "workers": workers, "seed": seed, "resume": resume and str(resume),
+        "vgg_weights": vgg_weights and str(vgg_weights), "limit": limit, "progress": progress,
+    }
+    given = {key: value for key, value in given.items() if value is not None}
+    if model_param:
+        given["model"] = parse_model_params(model_param)
+    if config is not None:
+        settings = load_config(config, **given)
+    elif resume is not None:  # the run's own settings, with what was given on top
+        settings = config_from_dict({**run_config(resume), **given}, where="command line")
+    else:
+        settings = config_from_dict(given, where="command line")
+    best = fit(settings)
+    console.print(f"best model: {best}  (metrics: {best.parent / 'metrics.csv'})")
+
+
 # ---- commands added by later modules go above this line ----
 
 

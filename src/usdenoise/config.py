@@ -1,0 +1,234 @@
+"""Training settings as one dataclass; a TOML file with the same keys loads into it.
+
+```toml
+# run.toml: every key is optional; the [model] table goes to build_network as overrides
+data = "phantom"
+arch = "diconvae"
+preset = "fast"
+loss = "l1+msssim"
+noise = "rayleigh:0.1-0.75"
+epochs = 50
+batch_size = 16
+crop = 96
+[model]
+channels = 16
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from usdenoise.errors import UsdenoiseError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser from PyPI
+    import tomli as tomllib
+
+SCHEDULES = ("cosine", "none")
+TASKS = ("denoise",)
+
+# settings that may differ between a run and its `--resume` (they do not change the maths)
+RESUMABLE_CHANGES = frozenset({"epochs", "out", "resume", "device", "workers", "progress"})
+
+
+@dataclass
+class TrainConfig:
+    """Everything `fit()` needs; the defaults follow the study (Adam, lr 1e-3)."""
+
+    data: str = "phantom"  # data set spec: phantom, hc18:PATH, folder:PATH, ...
+    out: str = "run"  # run folder: checkpoints, metrics.csv, loss curve, splits.json
+    task: str = "denoise"  # what is trained; one entry of train.TASKS
+    arch: str = "diconvae"
+    preset: str | None = "fast"
+    model: dict[str, Any] = field(default_factory=dict)  # build_network overrides
+    loss: str = "l1+msssim"
+    noise: str = "rayleigh:0.1-0.75"  # a range draws one level per image
+    epochs: int = 50
+    batch_size: int = 16  # global: split evenly over torchrun processes
+    crop: int = 96  # square random crop (train) / centre crop (validation), pixels
+    image_size: int | None = None  # passed to load_dataset(size=...); None keeps native
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    clip_grad: float | None = None  # max gradient L2 norm; None: no clipping
+    patience: int | None = None  # stop after this many epochs without a better val loss
+    amp: bool | None = None  # bf16 autocast; None: on for CUDA, off for CPU
+    channels_last: bool = False
+    compile: bool = False
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
+    workers: int = 0  # DataLoader worker processes
+    seed: int = 0
+    vgg_weights: str | None = None  # local VGG16 weights for the perceptual loss
+    limit: int | None = None  # at most this many batches per epoch (train and validation)
+    sync_batchnorm: bool = True  # SyncBatchNorm under DDP on CUDA
+    progress: bool | None = None  # progress bar; None: only when stderr is a terminal
+    resume: str | None = None  # run folder to continue; its settings must match
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self, *, where: str = "config") -> None:
+        """Range checks that apply however the config was made (TOML, CLI, Python)."""
+        _check_types(self, where=where)
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "crop": self.crop}
+        for key, value in positive.items():
+            if value < 1:
+                raise UsdenoiseError(f"{where}: {key} must be at least 1, got {value}")
+        for key in ("image_size", "patience", "limit"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise UsdenoiseError(f"{where}: {key} must be at least 1, got {value}")
+        if not self.lr > 0:
+            raise UsdenoiseError(f"{where}: lr must be positive, got {self.lr}")
+        if self.weight_decay < 0:
+            raise UsdenoiseError(f"{where}: weight_decay must be >= 0, got {self.weight_decay}")
+        if self.clip_grad is not None and not self.clip_grad > 0:
+            raise UsdenoiseError(f"{where}: clip_grad must be positive, got {self.clip_grad}")
+        if self.workers < 0:
+            raise UsdenoiseError(f"{where}: workers must be >= 0, got {self.workers}")
+        if self.schedule not in SCHEDULES:
+            raise UsdenoiseError(
+                f"{where}: schedule {self.schedule!r} is not one of {list(SCHEDULES)}"
+            )
+        if self.task not in TASKS:
+            raise UsdenoiseError(f"{where}: task {self.task!r} is not one of {list(TASKS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    """Read a TOML file into a `TrainConfig`; `overrides` (e.g. from the CLI) win.
+
+    Unknown keys and values of the wrong type are one-line errors naming the file and key.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise UsdenoiseError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsdenoiseError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise UsdenoiseError(f"{path}: cannot read ({exc.strerror})") from None
+    return config_from_dict({**raw, **overrides}, where=str(path))
+
+
+def config_from_dict(raw: dict[str, Any], *, where: str = "config") -> TrainConfig:
+    """Build a `TrainConfig` from plain data (TOML, JSON), checking keys and types."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key in raw:
+        if key not in known:
+            raise UsdenoiseError(
+                f"{where}: unknown key {key!r} (known: {', '.join(sorted(known))})"
+            )
+    hints = typing.get_type_hints(TrainConfig)
+    for key, value in raw.items():
+        _check_value(key, value, hints[key], where=where)
+    values = dict(raw)
+    if "model" in values:
+        values["model"] = dict(values["model"])
+    for key, value in values.items():
+        if hints[key] in (float, float | None) and isinstance(value, int):
+            values[key] = float(value)
+    config = TrainConfig.__new__(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in values:
+            setattr(config, f.name, values[f.name])
+        elif f.default_factory is not dataclasses.MISSING:
+            setattr(config, f.name, f.default_factory())
+        else:
+            setattr(config, f.name, f.default)
+    config.validate(where=where)
+    return config
+
+
+def config_differences(old: dict[str, Any], new: TrainConfig) -> list[str]:
+    """`["lr 0.001 -> 0.01", ...]` for settings that must match on `--resume`."""
+    new_dict = new.to_dict()
+    out = []
+    for key in sorted(set(old) | set(new_dict)):
+        if key in RESUMABLE_CHANGES:
+            continue
+        if old.get(key) != new_dict.get(key):
+            out.append(f"{key} {old.get(key)!r} -> {new_dict.get(key)!r}")
+    return out
+
+
+def _check_types(config: TrainConfig, *, where: str) -> None:
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(config):
+        _check_value(f.name, getattr(config, f.name), hints[f.name], where=where)
+
+
+def _check_value(key: str, value: Any, hint: Any, *, where: str) -> None:
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    allowed = typing.get_args(hint) if union else (hint,)
+    for kind in allowed:
+        if _matches(value, kind):
+            return
+    names = " or ".join(_type_name(kind) for kind in allowed)
+    raise UsdenoiseError(
+        f"{where}: key {key!r} must be {names}, got {type(value).__name__} {value!r}"
+    )
+
+
+def _matches(value: Any, kind: Any) -> bool:
+    if kind is type(None):
+        return value is None
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is str:
+        return isinstance(value, str)
+    if typing.get_origin(kind) is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    return isinstance(value, kind)
+
+
+def _type_name(kind: Any) -> str:
+    if kind is type(None):
+        return "absent"
+    if typing.get_origin(kind) is dict:
+        return "a table"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+        kind, str(kind)
+    )
+
+
+
+def parse_model_params(items: list[str] | None) -> dict[str, Any]:
+    """`["channels=8,16,16,32", "dropout=0"]` -> {"channels": [8, 16, 16, 32], "dropout": 0}.
+
+    Values are read as JSON where they can be (numbers, true/false, lists; a comma list
+    becomes a list) and kept as strings otherwise.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise UsdenoiseError(f"--model-param {item!r}: expected key=value")
+        text = text.strip()
+        candidate = f"[{text}]" if "," in text and not text.startswith("[") else text
+        try:
+            value = json.loads(candidate)
+        except json.JSONDecodeError:
+            value = text
+        out[key.strip()] = value
+    return out
