@@ -87,7 +87,6 @@ class DenoiseTask:
         speckle for the whole global batch (placeholders elsewhere) and keeps its own rows,
         so the draws match a single process's exactly.
         """
-        self.noise.to(generator.device)
         clean = batch["image"].to(generator.device, non_blocking=True)
         if world.size == 1:
             return self.noise(clean, generator=generator), clean
@@ -99,7 +98,6 @@ class DenoiseTask:
         self, batch: dict[str, torch.Tensor], device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Fixed speckle per validation image (seeded by its index): the same set every epoch."""
-        self.noise.to(device)
         clean = batch["image"].to(device, non_blocking=True)
         noisy = torch.empty_like(clean)
         for row, index in enumerate(batch["index"].tolist()):
