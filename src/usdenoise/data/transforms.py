@@ -50,8 +50,10 @@ def _cv2_resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
         interp = cv2.INTER_AREA if shrink_h else cv2.INTER_LINEAR
         return cv2.resize(array, (width, height), interpolation=interp)
     # one axis shrinks, the other grows: one pass per axis, each with its own method
-    array = _cv2_resize(array, height, in_w)
-    return _cv2_resize(array, height, width)
+    rows = cv2.resize(array, (in_w, height),
+                      interpolation=cv2.INTER_AREA if shrink_h else cv2.INTER_LINEAR)
+    return cv2.resize(rows, (width, height),
+                      interpolation=cv2.INTER_AREA if shrink_w else cv2.INTER_LINEAR)
 
 
 def resize_image(image: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
