@@ -11,8 +11,9 @@ Both files are written to temporary names in the target folder and renamed into 
 (weights first, sidecar last), so a crash never leaves a half-written file; the sidecar's
 sha256 of the weights catches a sidecar/weights mismatch or a corrupted weights file.
 
-`load_model(path)` accepts the `.safetensors`, the `.json`, or a run folder that contains
-`model.safetensors`, rebuilds the network from the sidecar and returns `(model, sidecar)`.
+`load_model(path)` accepts the `.safetensors`, the `.json`, the common stem `X`, or a run
+folder that contains `model.safetensors`; it rebuilds the network from the sidecar and
+returns `(model, sidecar)`.
 A pickled `.pth`/`.pt` is refused unless `allow_pickle=True`, and even then it is read with
 `torch.load(weights_only=True)` (tensors only, no code).
 """
@@ -169,6 +170,9 @@ def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any]:
 def _resolve(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     """-> (weights file, sidecar file)."""
     p = Path(path)
+    stem_file = p.with_name(p.name + ".safetensors")
+    if not p.exists() and p.suffix not in (".safetensors", ".json") and stem_file.is_file():
+        p = stem_file  # "runs/a/model" for runs/a/model.safetensors
     if p.is_dir():
         p = p / "model.safetensors"
         if not p.is_file():

@@ -1,0 +1,122 @@
+"""The `network` and `default` denoisers behind the common interface."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from usdenoise.checkpoint import save_model
+from usdenoise.denoisers import DENOISERS, make_denoiser
+from usdenoise.errors import UsdenoiseError
+from usdenoise.models import NETWORKS, build_network
+from usdenoise.models import network_denoiser as nd
+
+
+@pytest.fixture
+def tiny_ckpt(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(0)
+    net = build_network("dncnn", "fast", channels=4, depth=4).eval()
+    path = save_model(tmp_path / "run" / "model", net, arch="dncnn", arch_config=net.config,
+                      meta={})
+    return path, net
+
+
+def test_registered() -> None:
+    assert NETWORKS["network"] is nd.NetworkDenoiser
+    assert NETWORKS["default"] is nd.DefaultDenoiser
+    assert DENOISERS["network"] is nd.NetworkDenoiser and DENOISERS["default"] is nd.DefaultDenoiser
+
+
+def test_network_denoiser_matches_the_network(tiny_ckpt) -> None:
+    path, net = tiny_ckpt
+    den = make_denoiser("network", checkpoint=str(path), device="cpu")
+    x = torch.rand(2, 1, 23, 30)
+    with torch.no_grad():
+        expected = net(x).clamp(0, 1)
+    assert torch.allclose(den.denoise(x), expected, atol=1e-6)
+
+
+def test_tiles_from_command_line_strings(tiny_ckpt) -> None:
+    path, net = tiny_ckpt
+    den = make_denoiser("network", checkpoint=str(path.parent), tile="16", overlap="4")
+    assert den.tile == 16 and den.overlap == 4
+    x = torch.rand(1, 1, 41, 37)
+    with torch.no_grad():
+        expected = net(x).clamp(0, 1)
+    assert torch.allclose(den.denoise(x), expected, atol=1e-5)
+
+
+def test_strength_blends_input_and_output(tiny_ckpt) -> None:
+    path, net = tiny_ckpt
+    x = torch.rand(1, 1, 20, 20)
+    with torch.no_grad():
+        full = net(x)
+    none = make_denoiser("network", checkpoint=str(path), strength=0).denoise(x)
+    half = make_denoiser("network", checkpoint=str(path), strength="0.5").denoise(x)
+    assert torch.allclose(none, x)
+    assert torch.allclose(half, (0.5 * full + 0.5 * x).clamp(0, 1), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({}, "parameter checkpoint is required"),
+        ({"strength": 1.5}, "strength: 1.5 is above the maximum"),
+        ({"device": "tpu"}, "device: 'tpu' is not one of"),
+        ({"tile": 32, "overlap": 32}, "overlap 32 must be smaller than tile 32"),
+        ({"tile": 8}, "tile: 8 is below the minimum"),
+    ],
+)
+def test_bad_parameters(tiny_ckpt, params: dict, match: str) -> None:
+    path, _ = tiny_ckpt
+    if params:
+        params = {"checkpoint": str(path), **params}
+    with pytest.raises(UsdenoiseError, match=match):
+        make_denoiser("network", **params)
+
+
+def test_missing_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(UsdenoiseError, match=r"nope\.safetensors: checkpoint file not found"):
+        make_denoiser("network", checkpoint=str(tmp_path / "nope.safetensors"))
+
+
+def test_segmenter_checkpoint_refused(tiny_ckpt) -> None:
+    import json
+
+    path, _ = tiny_ckpt
+    side = path.with_suffix(".json")
+    data = json.loads(side.read_text())
+    data["kind"] = "segmenter"
+    side.write_text(json.dumps(data))
+    with pytest.raises(UsdenoiseError, match="is a segmenter, not a denoiser"):
+        make_denoiser("network", checkpoint=str(path))
+
+
+def test_cuda_requested_without_gpu(tiny_ckpt) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(UsdenoiseError, match="no CUDA GPU"):
+        make_denoiser("network", checkpoint=str(tiny_ckpt[0]), device="cuda")
+
+
+def test_default_model_missing_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(nd, "default_weights_path", lambda: tmp_path / "default.safetensors")
+    with pytest.raises(UsdenoiseError, match="default model is not shipped in this build") as e:
+        make_denoiser("default")
+    assert "usdenoise train" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_default_model_loads_when_present(tiny_ckpt, monkeypatch) -> None:
+    path, net = tiny_ckpt
+    monkeypatch.setattr(nd, "default_weights_path", lambda: path)
+    den = make_denoiser("default", tile=64)
+    x = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(den.denoise(x), net(x).clamp(0, 1), atol=1e-6)
+
+
+def test_default_weights_path_is_inside_the_package() -> None:
+    p = nd.default_weights_path()
+    assert p.name == "default.safetensors" and p.parent.name == "weights"
