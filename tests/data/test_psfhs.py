@@ -1,0 +1,75 @@
+"""PSFHS: image_mha/ + label_mha/ pairs written with SimpleITK (3 equal planes, labels 0-2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from usdenoise import io as usio
+from usdenoise.data import load_dataset
+from usdenoise.errors import UsdenoiseError
+
+sitk = pytest.importorskip("SimpleITK")
+needs_mha_reader = pytest.mark.skipif(
+    ".mha" not in usio.IMAGE_SUFFIXES, reason="usdenoise.io cannot read MetaImage (.mha) yet"
+)
+
+
+def _labels(h=48, w=64):
+    lab = np.zeros((h, w), np.uint8)
+    lab[30:40, 10:20] = 1  # pubic symphysis
+    yy, xx = np.mgrid[:h, :w]
+    lab[((yy - 18) / 12.0) ** 2 + ((xx - 40) / 16.0) ** 2 <= 1] = 2  # fetal head
+    return lab
+
+
+def _write(root, stem, *, h=48, w=64, label=None, spacing=(0.2, 0.2)):
+    (root / "image_mha").mkdir(parents=True, exist_ok=True)
+    (root / "label_mha").mkdir(parents=True, exist_ok=True)
+    gray = np.random.default_rng(len(stem)).integers(0, 255, (h, w), dtype=np.uint8)
+    planes = sitk.GetImageFromArray(np.stack([gray] * 3, axis=-1), isVector=True)
+    planes.SetSpacing(spacing)
+    sitk.WriteImage(planes, str(root / "image_mha" / f"{stem}.mha"))
+    lab = sitk.GetImageFromArray(_labels(h, w) if label is None else label)
+    lab.SetSpacing(spacing)
+    sitk.WriteImage(lab, str(root / "label_mha" / f"{stem}.mha"))
+    return gray
+
+
+@needs_mha_reader
+def test_pairs_classes_and_gray(tmp_path):
+    gray = _write(tmp_path, "00001")
+    _write(tmp_path, "00002")
+    ds = load_dataset(f"psfhs:{tmp_path}")
+    assert ds.ids == ["00001", "00002"] and ds.subjects == ds.ids
+    assert ds.class_names == ("background", "pubic_symphysis", "fetal_head")
+    s = ds[0]
+    assert s["image"].shape == (1, 48, 64)
+    assert np.allclose(s["image"][0].numpy(), gray / 255.0, atol=1e-6)
+    assert np.array_equal(s["mask"].numpy(), _labels())
+    resized = load_dataset(f"psfhs:{tmp_path}", size=24)[0]
+    assert resized["mask"].shape == (24, 24)
+    assert set(resized["mask"].unique().tolist()) <= {0, 1, 2}
+
+
+@needs_mha_reader
+def test_bad_input(tmp_path):
+    _write(tmp_path, "00001", label=np.full((48, 64), 5, np.uint8))
+    with pytest.raises(UsdenoiseError, match="00001.mha: label 5 is not a PSFHS class"):
+        load_dataset(f"psfhs:{tmp_path}")[0]
+    _write(tmp_path, "00001", label=np.zeros((40, 64), np.uint8))
+    with pytest.raises(UsdenoiseError, match="00001.mha: mask is 64x40, but image"):
+        load_dataset(f"psfhs:{tmp_path}")[0]
+    (tmp_path / "image_mha" / "00003.mha").write_bytes(
+        (tmp_path / "image_mha" / "00001.mha").read_bytes())
+    with pytest.raises(UsdenoiseError, match="00003.mha: no label"):
+        load_dataset(f"psfhs:{tmp_path}")
+
+
+def test_missing_folders(tmp_path):
+    with pytest.raises(UsdenoiseError, match="image_mha: folder not found"):
+        load_dataset(f"psfhs:{tmp_path}")
+    (tmp_path / "image_mha").mkdir()
+    (tmp_path / "label_mha").mkdir()
+    with pytest.raises(UsdenoiseError, match="no .mha/.mhd images"):
+        load_dataset(f"psfhs:{tmp_path}")
