@@ -22,7 +22,7 @@ class PeronaMalik(Denoiser):
     summary = "Perona-Malik anisotropic diffusion"
     params = (
         Param("iterations", 20, "number of diffusion steps", kind=int, low=1, high=100_000),
-        Param("kappa", 0.1, "edge threshold in intensity units (image in [0, 1])",
+        Param("kappa", 0.2, "edge threshold in intensity units (image in [0, 1])",
               low=1e-4, high=10.0),
         Param("time_step", 0.2, "time step dt per iteration (<= 0.25 for stability)"),
         Param("conduction", "exponential", "conduction function g",
