@@ -14,6 +14,15 @@ from usdenoise.classic.perona_malik import PeronaMalik
 from usdenoise.classic.srad import SRAD
 from usdenoise.denoiser import Denoiser
 
+# isort: split
+# transform-domain and non-local filters
+from usdenoise.classic.bilateral import Bilateral
+from usdenoise.classic.bm3d import BM3D
+from usdenoise.classic.nlm import NonLocalMeans
+from usdenoise.classic.obnlm import OBNLM
+from usdenoise.classic.tv import TotalVariation
+from usdenoise.classic.wavelet import WaveletBayesShrink
+
 # name -> Denoiser subclass; `usdenoise.denoisers.DENOISERS` merges this in.
 CLASSIC: dict[str, type[Denoiser]] = {
     # local-statistics and diffusion filters
@@ -26,4 +35,11 @@ CLASSIC: dict[str, type[Denoiser]] = {
     "mean": Mean,
     "median": Median,
     "gaussian": Gaussian,
+    # transform-domain and non-local filters
+    "bm3d": BM3D,
+    "nlm": NonLocalMeans,
+    "obnlm": OBNLM,
+    "bilateral": Bilateral,
+    "tv": TotalVariation,
+    "wavelet": WaveletBayesShrink,
 }

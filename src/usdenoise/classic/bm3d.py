@@ -1,0 +1,109 @@
+"""BM3D (Dabov et al. 2007) through the `bm3d` package, with a log route for speckle.
+
+Speckle is multiplicative, y = x * n with E[n] = 1, so its standard deviation grows with
+the signal. The default `route="log"` stabilises the variance first (homomorphic
+filtering):
+
+    z = log(y + offset)               noise becomes additive with a constant sigma
+    z_hat = BM3D(z, sigma)            sigma given, or estimated on z
+    x_hat = exp(z_hat) - offset       back to intensities, then bias correction
+
+Because E[log n] < 0, exp(z_hat) underestimates x; `bias_correction="mean"` rescales the
+output to the mean of the input (exact for any unit-mean multiplicative noise),
+`"lognormal"` multiplies by exp(sigma^2 / 2) (exact for log-normal noise), `"none"` skips it.
+`route="plain"` runs BM3D on the intensities (additive-noise assumption).
+
+sigma, when not given, is estimated per image as the median absolute deviation of the
+finest diagonal wavelet band divided by 0.6745 (`skimage.restoration.estimate_sigma`).
+The `np` profile ("normal profile") is used: it takes a scalar sigma (white noise).
+Images are processed one by one; the package's own time dominates (see
+benchmarks/classic_speed_nonlocal.py).
+
+The `bm3d` package is free for non-commercial use only; it is the optional extra
+`usdenoise[bm3d]` and is imported only when this filter runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from usdenoise.denoiser import Denoiser, Param
+from usdenoise.errors import optional_import
+
+#: added before the log so that black pixels stay finite (one 8-bit grey level)
+LOG_OFFSET = 1.0 / 255.0
+
+
+def estimate_noise_sigma(image: np.ndarray) -> float:
+    """Noise standard deviation of a 2-D image: MAD of the finest wavelet band / 0.6745."""
+    from skimage.restoration import estimate_sigma
+
+    return float(estimate_sigma(image))
+
+
+class BM3D(Denoiser):
+    name = "bm3d"
+    summary = "BM3D (bm3d package; log route for multiplicative speckle; optional extra)"
+    params = (
+        Param(
+            "route",
+            "log",
+            "log: variance-stabilising log transform, BM3D, exp back with bias correction; "
+            "plain: BM3D on the intensities",
+            kind=str,
+            choices=("log", "plain"),
+        ),
+        Param(
+            "sigma",
+            None,
+            "noise standard deviation in the domain BM3D works in (log domain for "
+            "route=log, intensities in [0, 1] for route=plain); None estimates it per image",
+            kind=float,
+            low=0.0,
+            high=5.0,
+            allow_none=True,
+        ),
+        Param(
+            "bias_correction",
+            "mean",
+            "route=log only: mean (match the input mean), lognormal (times exp(sigma^2/2)) or none",
+            kind=str,
+            choices=("mean", "lognormal", "none"),
+        ),
+        Param(
+            "profile",
+            "np",
+            "bm3d package profile (all of these take a scalar sigma)",
+            kind=str,
+            choices=("np", "refilter", "vn", "high"),
+        ),
+    )
+    min_size = 8
+
+    def _denoise(self, x: torch.Tensor) -> torch.Tensor:
+        bm3d = optional_import("bm3d", extra="bm3d")
+        images = x.detach().cpu().double().numpy()[:, 0]
+        out = np.stack([self._one(bm3d, image) for image in images])
+        return torch.from_numpy(out).to(x.device, torch.float32).unsqueeze(1)
+
+    def _one(self, bm3d, y: np.ndarray) -> np.ndarray:
+        if self.route == "plain":
+            sigma = estimate_noise_sigma(y) if self.sigma is None else self.sigma
+            return self._run(bm3d, y, sigma)
+        z = np.log(y + LOG_OFFSET)
+        sigma = estimate_noise_sigma(z) if self.sigma is None else self.sigma
+        est = np.exp(self._run(bm3d, z, sigma))
+        if self.bias_correction == "lognormal":
+            est *= np.exp(0.5 * sigma * sigma)
+        est -= LOG_OFFSET
+        if self.bias_correction == "mean":
+            mean = est.mean()
+            if mean > 0:
+                est *= y.mean() / mean
+        return est
+
+    def _run(self, bm3d, z: np.ndarray, sigma: float) -> np.ndarray:
+        if sigma <= 0.0:
+            return z  # nothing to remove (a constant image, or sigma=0 given)
+        return np.asarray(bm3d.bm3d(z, sigma, profile=self.profile), dtype=np.float64)
