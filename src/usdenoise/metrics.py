@@ -178,12 +178,11 @@ def _check_win_size(size: int) -> None:
 def _separable_valid(stack: Tensor, kernel: Tensor) -> Tensor:
     """Filter every channel of stack[N, K, H, W] with the 1-D kernel along H then W, no padding.
 
-    Grouped (depthwise) convolution in channels-last layout: about 7x faster on CPU than
-    filtering a [N*K, 1, H, W] view, and the same result.
+    Depthwise (grouped) convolution; in channels-last layout it is several times faster on
+    CPU than filtering a [N*K, 1, H, W] view, with the same result.
     """
     k = stack.shape[1]
     size = kernel.numel()
-    stack = stack.contiguous(memory_format=torch.channels_last)
     out = F.conv2d(stack, kernel.view(1, 1, size, 1).expand(k, 1, size, 1), groups=k)
     return F.conv2d(out, kernel.view(1, 1, 1, size).expand(k, 1, 1, size), groups=k)
 
@@ -199,18 +198,21 @@ def _ssim_maps(
     cov_norm: float,
 ) -> tuple[Tensor, Tensor]:
     """SSIM and contrast-structure maps [B, C, H-w+1, W-w+1] over the valid region."""
-    b, c, _, _ = x.shape
-    stack = torch.cat([x, ref, x * x, ref * ref, x * ref], dim=1)
-    filt = _separable_valid(stack, kernel)
-    ux, uy, uxx, uyy, uxy = filt.split(c, dim=1)
-    vx = cov_norm * (uxx - ux * ux)
-    vy = cov_norm * (uyy - uy * uy)
-    vxy = cov_norm * (uxy - ux * uy)
+    b, c, h, w = x.shape
+    # [B, C, H, W, 5] viewed as [B*C, 5, H, W]: the channels-last layout the conv wants
+    stack = torch.stack([x, ref, x * x, ref * ref, x * ref], dim=-1)
+    stack = stack.view(b * c, h, w, 5).permute(0, 3, 1, 2)
+    filt = _separable_valid(stack, kernel).contiguous()
+    ux, uy, uxx, uyy, uxy = filt.view(b, c, 5, *filt.shape[-2:]).unbind(2)
     c1 = (k1 * data_range) ** 2
     c2 = (k2 * data_range) ** 2
-    cs = (2 * vxy + c2) / (vx + vy + c2)
-    lum = (2 * ux * uy + c1) / (ux * ux + uy * uy + c1)
-    return lum * cs, cs
+    uxuy = ux * uy
+    sq = ux.square().add_(uy.square())  # ux² + uy²
+    # contrast-structure: (2 vxy + C2) / (vx + vy + C2), v = cov_norm · (E[ab] − E[a]E[b])
+    cs = (uxy - uxuy).mul_(2 * cov_norm).add_(c2)
+    cs.div_((uxx + uyy).sub_(sq).mul_(cov_norm).add_(c2))
+    lum = uxuy.mul_(2).add_(c1).div_(sq.add_(c1))  # (2 ux uy + C1) / (ux² + uy² + C1)
+    return lum.mul_(cs), cs
 
 
 def ssim(
@@ -487,7 +489,10 @@ def ssi(noisy: Tensor, denoised: Tensor, roi: Tensor) -> Tensor:
     return _ratio(vd.sqrt() / md, vn.sqrt() / mn).to(noisy.dtype)
 
 
-_LAPLACE = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+def _laplacian_valid(v: Tensor) -> Tensor:
+    """4-neighbour Laplacian [[0, 1, 0], [1, -4, 1], [0, 1, 0]] of v[B, H, W], no padding."""
+    centre = v[:, 1:-1, 1:-1]
+    return (v[:, :-2, 1:-1] + v[:, 2:, 1:-1]) + (v[:, 1:-1, :-2] + v[:, 1:-1, 2:]) - 4 * centre
 
 
 def epi(x: Tensor, ref: Tensor, *, roi: Tensor | None = None) -> Tensor:
@@ -503,11 +508,10 @@ def epi(x: Tensor, ref: Tensor, *, roi: Tensor | None = None) -> Tensor:
     _check_pair(x, ref)
     _check_single_channel(x, "x")
     dtype = _work_dtype(x, ref)
-    kernel = _LAPLACE.to(device=x.device, dtype=dtype).view(1, 1, 3, 3)
     if min(x.shape[-2:]) < 3:
         raise UsdenoiseError(f"epi: images must be at least 3x3 px, got {tuple(x.shape)}")
-    lx = F.conv2d(x.to(dtype), kernel)[:, 0]
-    lr = F.conv2d(ref.to(dtype), kernel)[:, 0]
+    lx = _laplacian_valid(x[:, 0].to(dtype))
+    lr = _laplacian_valid(ref[:, 0].to(dtype))
     if roi is None:
         weight = torch.ones_like(lx)
     else:
