@@ -257,28 +257,34 @@ def gamma_variates(
     accept on the first pass). For k < 1 it samples k' = k + 1 and multiplies by u^(1/k).
     Deterministic for a given generator state.
     """
-    k = concentration.to(device=device, dtype=dtype).expand(shape)
+    k = concentration.to(device=device, dtype=dtype)  # broadcastable to `shape`, kept small
     small = k < 1
-    boosted = torch.where(small, k + 1, k)
-    d = boosted - 1.0 / 3.0
+    d = torch.where(small, k + 1, k) - 1.0 / 3.0
     c = torch.rsqrt(9.0 * d)
 
     def attempt(dd, cc, n_shape):
+        # in place where possible: fresh large tensors cost page faults on CPU
         z = normal(n_shape, generator, device, dtype)
         u = uniform(n_shape, generator, device, dtype)
-        v = (cc * z).add_(1.0).pow_(3)
-        bound = z.square_().mul_(0.5).add_(dd * (1.0 - v + v.clamp(min=1e-30).log()))
-        ok = (v > 0) & (u.log_() < bound)
-        return dd * v, ok
+        w = torch.mul(z, cc).add_(1.0)
+        v = torch.mul(w, w).mul_(w)  # square() and pow() are slower on CPU
+        ok = w > 0
+        log_v = torch.clamp(v, min=1e-30, out=w).log_()
+        # accept when ln u < z²/2 + d·(1 - v + ln v)
+        bound = log_v.sub_(v).add_(1.0).mul_(dd).addcmul_(z, z, value=0.5)
+        ok.logical_and_(u.log_() < bound)
+        return v.mul_(dd), ok
 
     out, ok = attempt(d, c, tuple(shape))
-    pending = (~ok).nonzero(as_tuple=True)
-    while pending[0].numel():
-        dd, cc = d[pending], c[pending]
-        value, ok = attempt(dd, cc, (pending[0].numel(),))
-        out[tuple(p[ok] for p in pending)] = value[ok]
-        pending = tuple(p[~ok] for p in pending)
+    pending = (~ok).view(-1).nonzero().flatten()
+    flat_out = out.view(-1)
+    d_full, c_full = d.expand(shape), c.expand(shape)  # views, no copies
+    while pending.numel():
+        dd, cc = torch.take(d_full, pending), torch.take(c_full, pending)
+        value, ok = attempt(dd, cc, (pending.numel(),))
+        flat_out[pending[ok]] = value[ok]
+        pending = pending[~ok]
     if bool(small.any()):
         u = uniform(tuple(shape), generator, device, dtype).clamp_(min=torch.finfo(dtype).tiny)
-        out = torch.where(small, out * u.pow(1.0 / k), out)
+        out = torch.where(small, out * u.pow(1.0 / k.expand(shape)), out)
     return out
