@@ -24,7 +24,6 @@ from torch import nn
 
 from usdenoise.denoiser import Param
 from usdenoise.errors import UsdenoiseError
-from usdenoise.specs import parse_level_range, parse_number, split_spec
 from usdenoise.speckle_physics import (
     EULER_GAMMA,
     LOG_SPECKLE_STD,
@@ -36,6 +35,7 @@ from usdenoise.speckle_physics import (
     to_envelope,
     uniform,
 )
+from usdenoise.specs import parse_level_range, parse_number, split_spec
 
 __all__ = [
     "NOISES",
@@ -501,7 +501,7 @@ class Mixture(NoiseModel):
                 continue
             y, sub = model.draw(x[index.to(x.device)], generator=generator)
             out[index.to(x.device)] = y
-            for i, item in zip(index.tolist(), sub):
+            for i, item in zip(index.tolist(), sub, strict=True):
                 info[i] = item
         return out, info
 
@@ -538,7 +538,9 @@ def add_speckle(
     model = make_noise(spec)
     if not isinstance(x, torch.Tensor) or x.ndim not in (2, 3, 4):
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise UsdenoiseError(f"add_speckle: expected a [H,W], [C,H,W] or [B,C,H,W] tensor, got {shape}")
+        raise UsdenoiseError(
+            f"add_speckle: expected a [H,W], [C,H,W] or [B,C,H,W] tensor, got {shape}"
+        )
     batch = x.reshape((1,) * (4 - x.ndim) + tuple(x.shape))
     return model(batch, generator=generator).reshape(x.shape)
 
