@@ -16,10 +16,10 @@ from usdenoise.classic.mean import Mean
 from usdenoise.errors import UsdenoiseError
 
 
-@pytest.mark.parametrize("window", [3, 5, 9])
+@pytest.mark.parametrize("window", [3, 5, 9, 15, 31])
 def test_matches_scipy_and_opencv(window: int) -> None:
     # reflect padding = scipy "mirror" = OpenCV BORDER_REFLECT_101; tolerance 1e-5
-    x = torch.rand(2, 1, 23, 31, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(2, 1, 37, 45, generator=torch.Generator().manual_seed(0))
     y = Mean(window=window).denoise(x).numpy()
     ref = uniform_filter(x.double().numpy(), size=(1, 1, window, window), mode="mirror")
     np.testing.assert_allclose(y, ref, atol=1e-5)
