@@ -43,6 +43,7 @@ __all__ = [
     "Gaussian",
     "LogCompressed",
     "Mixture",
+    "Multiplicative",
     "NoiseModel",
     "Physics",
     "Rayleigh",
