@@ -164,6 +164,7 @@ def train(
 ) -> None:
     """Train a denoising network; torchrun -m usdenoise train ... runs it on several GPUs."""
     from usdenoise.config import config_from_dict, load_config, parse_model_params
+    from usdenoise.distributed import is_main_process
     from usdenoise.train import fit, run_config
 
     given = {
@@ -184,7 +185,8 @@ def train(
     else:
         settings = config_from_dict(given, where="command line")
     best = fit(settings)
-    console.print(f"best model: {best}  (metrics: {best.parent / 'metrics.csv'})")
+    if is_main_process():
+        console.print(f"best model: {best}  (metrics: {best.parent / 'metrics.csv'})")
 
 
 # ---- commands added by later modules go above this line ----

@@ -72,8 +72,11 @@ def start(device_name: str) -> World:
     return World(rank=rank, local_rank=local_rank, size=size, device=device)
 
 
-def stop(world: World) -> None:
+def stop(world: World, *, clean: bool = True) -> None:
+    """Leave the group; after success, wait for every process first so none sees a closed peer."""
     if world.distributed and dist.is_initialized():
+        if clean:
+            dist.barrier()
         dist.destroy_process_group()
 
 
@@ -100,3 +103,8 @@ def broadcast_flag(flag: bool, world: World) -> bool:
     tensor = torch.tensor([1 if flag else 0], device=backend_device)
     dist.broadcast(tensor, src=0)
     return bool(tensor.item())
+
+
+def is_main_process() -> bool:
+    """True outside torchrun and on its rank 0 (for printing after `fit` returns)."""
+    return int(os.environ.get("RANK", "0")) == 0

@@ -60,6 +60,7 @@ class DenoiseTask:
 
     name = "denoise"
     keys = ("image",)  # sample entries the loader keeps
+    figures = ("psnr", "ssim")  # what `measure` returns, reported as val_<name>
     checkpoint_kind = "denoiser"
 
     def __init__(self, config: TrainConfig) -> None:
@@ -190,14 +191,18 @@ def fit(config: TrainConfig) -> Path:
     """Train `config.task`; returns the best checkpoint, `RUN/model_best.safetensors`."""
     world = start(config.device)
     try:
-        return _fit(config, world)
+        best = _fit(config, world)
     except torch.OutOfMemoryError:
+        stop(world, clean=False)
         raise UsdenoiseError(
             f"out of GPU memory on {world.device} with --batch-size {config.batch_size} and "
             f"--crop {config.crop}: try a smaller --batch-size or --crop"
         ) from None
-    finally:
-        stop(world)
+    except BaseException:
+        stop(world, clean=False)
+        raise
+    stop(world)
+    return best
 
 
 def _fit(config: TrainConfig, world: World) -> Path:
@@ -337,7 +342,7 @@ def _validate(net, forward, task, loss_fn, loader, config, world) -> dict[str, f
             sums[f"val_{name}"] = sums.get(f"val_{name}", 0.0) + values.double().sum().item()
         count += x.shape[0]
     # every process must contribute the same keys, even one with no validation images
-    names = ["val_loss", *(f"val_{n}" for n in ("psnr", "ssim"))]
+    names = ["val_loss", *(f"val_{n}" for n in task.figures)]
     totals = sum_over_processes([sums.get(n, 0.0) for n in names] + [count], world)
     return {n: totals[i] / max(totals[-1], 1) for i, n in enumerate(names)}
 
