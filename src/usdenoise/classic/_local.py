@@ -70,8 +70,10 @@ def local_stats(x: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tenso
     no precision (and a constant image has exactly zero variance).
     """
     shift = x.mean(dim=(-2, -1), keepdim=True)
-    xc = x - shift
-    both = box_mean(torch.cat([xc, xc * xc], dim=1), window)
+    both = torch.empty(x.shape[0], 2, *x.shape[2:], dtype=x.dtype, device=x.device)
+    xc = torch.sub(x, shift, out=both[:, :1])
+    torch.mul(xc, xc, out=both[:, 1:])
+    both = box_mean(both, window)
     mean, sq = both[:, :1], both[:, 1:]
     var = (sq - mean * mean).clamp_min(0.0)
     return mean + shift, var
