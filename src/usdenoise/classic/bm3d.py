@@ -10,7 +10,7 @@ filtering):
 
 Because E[log n] < 0, exp(z_hat) underestimates x; `bias_correction="mean"` rescales the
 output to the mean of the input (exact for any unit-mean multiplicative noise),
-`"lognormal"` multiplies by exp(sigma^2 / 2) (exact for log-normal noise), `"none"` skips it.
+`"lognormal"` multiplies by exp(sigma^2 / 2) (exact for log-normal noise), `"off"` skips it.
 `route="plain"` runs BM3D on the intensities (additive-noise assumption).
 
 sigma, when not given, is estimated per image as the median absolute deviation of the
@@ -25,6 +25,8 @@ The `bm3d` package is free for non-commercial use only; it is the optional extra
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -36,10 +38,17 @@ LOG_OFFSET = 1.0 / 255.0
 
 
 def estimate_noise_sigma(image: np.ndarray) -> float:
-    """Noise standard deviation of a 2-D image: MAD of the finest wavelet band / 0.6745."""
+    """Noise standard deviation of a 2-D image: MAD of the finest wavelet band / 0.6745.
+
+    (`skimage.restoration.estimate_sigma`; needs PyWavelets, not the bm3d package.) An image
+    whose finest band is all zero (a constant image) has no measurable noise: 0, not NaN.
+    """
     from skimage.restoration import estimate_sigma
 
-    return float(estimate_sigma(image))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # empty median -> NaN, handled below
+        sigma = float(estimate_sigma(image))
+    return sigma if np.isfinite(sigma) else 0.0
 
 
 class BM3D(Denoiser):
@@ -67,9 +76,9 @@ class BM3D(Denoiser):
         Param(
             "bias_correction",
             "mean",
-            "route=log only: mean (match the input mean), lognormal (times exp(sigma^2/2)) or none",
+            "route=log only: mean (match the input mean), lognormal (times exp(sigma^2/2)) or off",
             kind=str,
-            choices=("mean", "lognormal", "none"),
+            choices=("mean", "lognormal", "off"),
         ),
         Param(
             "profile",

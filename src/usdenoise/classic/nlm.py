@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from usdenoise.classic.bm3d import estimate_noise_sigma
 from usdenoise.denoiser import Denoiser, Param
 
 
@@ -59,9 +60,9 @@ class NonLocalMeans(Denoiser):
         return torch.from_numpy(out).to(x.device, torch.float32).unsqueeze(1)
 
     def _one(self, image: np.ndarray) -> np.ndarray:
-        from skimage.restoration import denoise_nl_means, estimate_sigma
+        from skimage.restoration import denoise_nl_means
 
-        sigma = float(estimate_sigma(image)) if self.sigma is None else self.sigma
+        sigma = estimate_noise_sigma(image) if self.sigma is None else self.sigma
         h = self.h_factor * sigma if self.h is None else self.h
         if h <= 0.0:
             return image

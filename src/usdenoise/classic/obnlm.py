@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from usdenoise.classic.bm3d import estimate_noise_sigma
 from usdenoise.denoiser import Denoiser, Param
 from usdenoise.errors import UsdenoiseError
 
@@ -52,9 +53,7 @@ def stabilise(u: np.ndarray, gamma: float) -> np.ndarray:
 
 def estimate_model_sigma(u: np.ndarray, gamma: float) -> float:
     """sigma of the model u = v + v^gamma * eta (u on the 0-255 scale)."""
-    from skimage.restoration import estimate_sigma
-
-    return float(estimate_sigma(stabilise(u, gamma)))
+    return estimate_noise_sigma(stabilise(u, gamma))
 
 
 class OBNLM(Denoiser):

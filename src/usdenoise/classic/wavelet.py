@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from usdenoise.denoiser import Denoiser, Param
+from usdenoise.errors import UsdenoiseError
 
 WAVELETS = ("db1", "db2", "db4", "db8", "sym4", "sym8", "coif1", "bior4.4")
 
@@ -45,21 +46,31 @@ class WaveletBayesShrink(Denoiser):
     min_size = 4
 
     def _denoise(self, x: torch.Tensor) -> torch.Tensor:
+        images = x.detach().cpu().double().numpy()[:, 0]
+        out = np.stack([self._one(image) for image in images])
+        return torch.from_numpy(out).to(x.device, torch.float32).unsqueeze(1)
+
+    def _one(self, image: np.ndarray) -> np.ndarray:
+        import pywt
         from skimage.restoration import denoise_wavelet
 
-        images = x.detach().cpu().double().numpy()[:, 0]
-        out = np.stack(
-            [
-                denoise_wavelet(
-                    image,
-                    sigma=self.sigma,
-                    wavelet=self.wavelet,
-                    mode=self.mode,
-                    wavelet_levels=self.levels,
-                    method="BayesShrink",
-                    rescale_sigma=True,
+        if self.sigma is None and not np.any(pywt.dwt2(image, self.wavelet)[1][2]):
+            # no noise to estimate (the finest diagonal band is zero, e.g. a constant
+            # image); scikit-image would return NaN from its empty-median estimate
+            return image
+        if self.levels is not None:
+            most = pywt.dwtn_max_level(image.shape, self.wavelet)
+            if self.levels > most:
+                raise UsdenoiseError(
+                    f"{self.name}: parameter levels={self.levels} is too many for a "
+                    f"{image.shape[0]}x{image.shape[1]} image with {self.wavelet} (at most {most})"
                 )
-                for image in images
-            ]
+        return denoise_wavelet(
+            image,
+            sigma=self.sigma,
+            wavelet=self.wavelet,
+            mode=self.mode,
+            wavelet_levels=self.levels,
+            method="BayesShrink",
+            rescale_sigma=True,
         )
-        return torch.from_numpy(out).to(x.device, torch.float32).unsqueeze(1)
