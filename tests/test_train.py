@@ -101,6 +101,16 @@ def test_progress_is_quiet_when_not_a_terminal(
     assert captured.out == "" and captured.err == ""
 
 
+def test_bf16_autocast_and_channels_last_run_on_cpu(tmp_path: Path) -> None:
+    """The CUDA options also work on CPU (slower there, so off by default)."""
+    run = tmp_path / "run"
+    fit(_config(run, amp=True, channels_last=True))
+    row = _rows(run)[0]
+    assert math.isfinite(float(row["train_loss"])) and math.isfinite(float(row["val_loss"]))
+    weights = _weights(run / "model.safetensors")
+    assert all(w.dtype == torch.float32 for w in weights.values() if w.is_floating_point())
+
+
 # --- reproducibility and resume --------------------------------------------------------------
 
 
@@ -110,6 +120,13 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path: Path) -> None
     _assert_same_weights(a, b)
     c = fit(_config(tmp_path / "c", seed=4))
     assert not torch.equal(_weights(a)["head.weight"], _weights(c)["head.weight"])
+
+
+def test_loader_workers_do_not_change_the_result(tmp_path: Path) -> None:
+    """Crops are seeded per (seed, epoch, image), not by the process that loads them."""
+    a = fit(_config(tmp_path / "a", workers=0))
+    b = fit(_config(tmp_path / "b", workers=2))
+    _assert_same_weights(a, b)
 
 
 def test_resume_continues_exactly(tmp_path: Path) -> None:
