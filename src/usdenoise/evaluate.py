@@ -121,8 +121,8 @@ def _image_metrics(
     values["epi"] = float(metrics.epi(output, reference_for_epi))
     values.update(enl=None, cnr=None, gcnr=None, ssi=None)
     if mask is not None and bool((mask > 0).any()) and bool((mask == 0).any()):
-        head, background = metrics.head_background_rois(mask)
         try:
+            head, background = metrics.head_background_rois(mask)
             values["enl"] = float(metrics.enl(output, head))
             values["cnr"] = float(metrics.cnr(output, head, background))
             values["gcnr"] = float(metrics.gcnr(output, head, background))
