@@ -52,3 +52,85 @@ def write_multipage_tiff(path: Path, frames: list[np.ndarray]) -> Path:
     pages = [Image.fromarray(f) for f in frames]
     pages[0].save(path, save_all=True, append_images=pages[1:])
     return path
+
+
+# ---------------------------------------------------------------------------- DICOM
+
+
+def dicom_dataset(pixels: np.ndarray, *, photometric: str = "MONOCHROME2",
+                  bits_stored: int | None = None, **tags):
+    """A minimal ultrasound DICOM dataset holding ``pixels`` ([H,W], [F,H,W] or [...,3])."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = pydicom.uid.UltrasoundImageStorage
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientName = "Phantom^Test"
+    ds.PatientID = "P001"
+    ds.Modality = "US"
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    if bits_stored is None:
+        bits_stored = pixels.dtype.itemsize * 8
+    ds.set_pixel_data(pixels, photometric, bits_stored)
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    for keyword, value in tags.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def write_dicom_file(path: Path, pixels: np.ndarray, **kw) -> Path:
+    dicom_dataset(pixels, **kw).save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_jpeg_dicom(path: Path, image: np.ndarray, *, quality: int = 95) -> Path:
+    """JPEG Baseline DICOM: a Pillow-encoded JPEG encapsulated with pydicom.encaps.
+
+    ``image`` is [H, W] uint8 (MONOCHROME2) or [H, W, 3] uint8 RGB (stored YBR_FULL_422).
+    """
+    import io
+
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=quality, subsampling=1)
+    colour = image.ndim == 3
+    ds = dicom_dataset(image, photometric="RGB" if colour else "MONOCHROME2", bits_stored=8)
+    ds.PixelData = encapsulate([buf.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    if colour:
+        ds.PhotometricInterpretation = "YBR_FULL_422"
+    ds.LossyImageCompression = "01"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_jpeg_lossless_dicom(src: Path, dst: Path) -> Path:
+    """Re-encode an uncompressed DICOM as JPEG Lossless (process 14, SV1) with python-gdcm."""
+    import gdcm
+
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(src))
+    if not reader.Read():
+        raise RuntimeError(f"gdcm could not read {src}")
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
+    change.SetInput(reader.GetImage())
+    if not change.Change():
+        raise RuntimeError("gdcm could not compress")
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(str(dst))
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    if not writer.Write():
+        raise RuntimeError(f"gdcm could not write {dst}")
+    return dst

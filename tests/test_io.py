@@ -11,8 +11,12 @@ import pytest
 import torch
 from io_fixtures import (
     colour,
+    dicom_dataset,
     gradient,
     luma,
+    write_dicom_file,
+    write_jpeg_dicom,
+    write_jpeg_lossless_dicom,
     write_multipage_tiff,
     write_palette_png,
     write_pillow,
@@ -28,6 +32,7 @@ from usdenoise.io import (
     read_image,
     read_mask,
     read_raw,
+    write_dicom,
     write_image,
     write_mask,
 )
@@ -443,3 +448,273 @@ def test_write_overwrites_existing(tmp_path: Path) -> None:
     write_image(path, torch.zeros(1, 4, 4))
     write_image(path, torch.ones(1, 4, 4))
     assert torch.equal(read_image(path), torch.ones(1, 4, 4))
+
+
+# ---------------------------------------------------------------------------- DICOM
+
+pydicom = pytest.importorskip("pydicom")
+
+
+def smooth_rgb(h: int = 32, w: int = 40) -> np.ndarray:
+    """Smooth colour content, so JPEG error stays small and is due to the codec only."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = 40 + 150 * xx / (w - 1)
+    g = 200 - 120 * yy / (h - 1)
+    b = 90 + 60 * (xx + yy) / (h + w - 2)
+    return np.round(np.stack([r, g, b], -1)).astype(np.uint8)
+
+
+def test_dicom_8bit_gray_and_spacing(tmp_path: Path) -> None:
+    a = gradient()
+    path = write_dicom_file(tmp_path / "g.dcm", a, PixelSpacing=[0.2, 0.3])
+    assert torch.equal(read_image(path)[0], torch.from_numpy(a / 255.0).float())
+    assert np.array_equal(read_raw(path), a)
+    assert image_info(path) == ImageInfo("DICOM", 8, 12, 10, 1, 1, (0.2, 0.3))
+
+
+def test_dicom_16bit_scaled_by_stored_range(tmp_path: Path) -> None:
+    a16 = gradient(bits=16)
+    path = write_dicom_file(tmp_path / "g16.dcm", a16)
+    assert torch.allclose(read_image(path)[0], torch.from_numpy(a16 / 65535.0).float())
+    a12 = (a16 >> 4).astype(np.uint16)  # 12 bits stored in 16
+    path = write_dicom_file(tmp_path / "g12.dcm", a12, bits_stored=12)
+    assert image_info(path).bit_depth == 12
+    y = read_image(path)[0]
+    assert torch.allclose(y, torch.from_numpy(a12 / 4095.0).float())
+    assert float(y.max()) == 1.0
+
+
+def test_dicom_monochrome1_inverted(tmp_path: Path) -> None:
+    a = np.array([[0, 55, 255]], np.uint8)
+    path = write_dicom_file(tmp_path / "m1.dcm", a, photometric="MONOCHROME1")
+    # hand computed: x = 1 - stored / 255 -> 1, 200/255, 0
+    expected = torch.tensor([[[1.0, 200 / 255, 0.0]]])
+    assert torch.allclose(read_image(path), expected, atol=1e-7)
+    assert np.array_equal(read_raw(path), a)  # raw keeps stored values
+
+
+def test_dicom_rescale_slope_intercept(tmp_path: Path) -> None:
+    a = np.array([[0, 100, 200, 255]], np.uint8)
+    path = write_dicom_file(tmp_path / "r.dcm", a, RescaleSlope=0.5, RescaleIntercept=10)
+    # v = 0.5 * stored + 10, then / 255: 10/255, 60/255, 110/255, 137.5/255
+    expected = torch.tensor([[[10, 60, 110, 137.5]]]) / 255
+    assert torch.allclose(read_image(path), expected, atol=1e-7)
+    path = write_dicom_file(tmp_path / "clip.dcm", a, RescaleSlope=2, RescaleIntercept=-20)
+    with pytest.warns(UserWarning, match="clipped"):
+        y = read_image(path)
+    assert torch.allclose(y, torch.tensor([[[0.0, 180 / 255, 1.0, 1.0]]]), atol=1e-7)
+
+
+def test_dicom_signed_pixels(tmp_path: Path) -> None:
+    a = np.array([[-32768, 0, 32767]], np.int16)
+    path = write_dicom_file(tmp_path / "s.dcm", a)
+    assert torch.allclose(read_image(path), torch.tensor([[[0.0, 32768 / 65535, 1.0]]]))
+
+
+def test_dicom_multiframe_cine(tmp_path: Path) -> None:
+    cine = np.stack([gradient(seed=k) for k in range(5)])
+    path = write_dicom_file(tmp_path / "cine.dcm", cine, FrameTime=33.3)
+    y = read_frames(path)
+    assert y.shape == (5, 1, 12, 10)
+    assert torch.equal(y[3, 0], torch.from_numpy(cine[3] / 255.0).float())
+    assert image_info(path).frames == 5
+    with pytest.raises(UsdenoiseError, match="5 frames"):
+        read_image(path)
+
+
+def test_dicom_rgb_and_colour_cine(tmp_path: Path) -> None:
+    rgb = colour()
+    path = write_dicom_file(tmp_path / "rgb.dcm", rgb, photometric="RGB")
+    assert torch.equal(read_image(path, gray=False),
+                       torch.from_numpy(np.moveaxis(rgb, -1, 0) / 255.0).float())
+    with pytest.warns(UserWarning, match="gray"):
+        y = read_image(path)
+    np.testing.assert_allclose(y[0].numpy(), luma(rgb) / 255, atol=1e-6)
+    cine = np.stack([rgb, rgb[::-1]])
+    path = write_dicom_file(tmp_path / "rgbcine.dcm", cine, photometric="RGB")
+    with pytest.warns(UserWarning):
+        assert read_frames(path).shape == (2, 1, 12, 10)
+
+
+@pytest.mark.parametrize("photometric", ["YBR_FULL", "YBR_FULL_422"])
+def test_dicom_ybr_converted_to_luma(tmp_path: Path, photometric: str) -> None:
+    rgb = smooth_rgb()
+    ybr = pydicom.pixels.convert_color_space(rgb, "RGB", "YBR_FULL")
+    if photometric == "YBR_FULL_422":  # uncompressed 4:2:2 stores shared Cb/Cr per pixel pair
+        ybr[:, 1::2, 1:] = ybr[:, 0::2, 1:]
+    ds = dicom_dataset(ybr, photometric="YBR_FULL", bits_stored=8)
+    if photometric == "YBR_FULL_422":
+        ds.PhotometricInterpretation = "YBR_FULL_422"
+        packed = np.empty((rgb.shape[0], rgb.shape[1] // 2, 4), np.uint8)
+        packed[..., 0], packed[..., 1] = ybr[:, 0::2, 0], ybr[:, 1::2, 0]
+        packed[..., 2], packed[..., 3] = ybr[:, 0::2, 1], ybr[:, 0::2, 2]
+        ds.PixelData = packed.tobytes()
+    ds.save_as(tmp_path / "ybr.dcm", enforce_file_format=True)
+    with pytest.warns(UserWarning, match="gray"):
+        y = read_image(tmp_path / "ybr.dcm")[0].numpy()
+    # The stored Y plane is the luma; YBR -> RGB -> luma adds rounding only: 1/255 tolerance.
+    np.testing.assert_allclose(y, ybr[..., 0] / 255, atol=1 / 255)
+    # and close to the luma of the RGB source (chroma subsampling does not change Y)
+    np.testing.assert_allclose(y, luma(rgb) / 255, atol=1.5 / 255)
+
+
+def test_dicom_jpeg_baseline_decodes(tmp_path: Path) -> None:
+    rgb = smooth_rgb()
+    path = write_jpeg_dicom(tmp_path / "jpeg.dcm", rgb, quality=95)
+    ds = pydicom.dcmread(path)
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.JPEGBaseline8Bit
+    assert ds.PhotometricInterpretation == "YBR_FULL_422"
+    with pytest.warns(UserWarning, match="gray"):
+        y = read_image(path)[0].numpy()
+    # quality 95 on smooth content: max error 4/255 against the source luma (measured ~2/255)
+    assert np.abs(y - luma(rgb) / 255).max() <= 4 / 255
+    gray = np.round(luma(rgb)).astype(np.uint8)
+    path = write_jpeg_dicom(tmp_path / "jpeg_gray.dcm", gray, quality=95)
+    assert np.abs(read_image(path)[0].numpy() - gray / 255).max() <= 4 / 255
+
+
+def test_dicom_jpeg_lossless_decodes_exactly(tmp_path: Path) -> None:
+    pytest.importorskip("gdcm")
+    a12 = (gradient(bits=16) >> 4).astype(np.uint16)
+    src = write_dicom_file(tmp_path / "src.dcm", a12, bits_stored=12)
+    path = write_jpeg_lossless_dicom(src, tmp_path / "lossless.dcm")
+    assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == pydicom.uid.JPEGLosslessSV1
+    assert np.array_equal(read_raw(path), a12)
+    assert torch.equal(read_image(path), read_image(src))
+
+
+def test_dicom_ultrasound_region_spacing(tmp_path: Path) -> None:
+    from pydicom.dataset import Dataset
+
+    region = Dataset()
+    region.PhysicalUnitsXDirection = 3
+    region.PhysicalUnitsYDirection = 3
+    region.PhysicalDeltaX = 0.015  # cm
+    region.PhysicalDeltaY = 0.02
+    path = write_dicom_file(tmp_path / "us.dcm", gradient(), SequenceOfUltrasoundRegions=[region])
+    row, col = image_info(path).spacing_mm
+    assert row == pytest.approx(0.2) and col == pytest.approx(0.15)
+
+
+def test_dicom_without_suffix_is_recognised(tmp_path: Path) -> None:
+    a = gradient()
+    path = write_dicom_file(tmp_path / "IM_0001", a)
+    assert torch.equal(read_image(path)[0], torch.from_numpy(a / 255.0).float())
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_write_dicom_round_trip(tmp_path: Path, bits: int) -> None:
+    cine = np.stack([gradient(seed=k, bits=bits) for k in range(3)])
+    template = write_dicom_file(tmp_path / "t.dcm", cine, FrameTime=40.0,
+                                PixelSpacing=[0.1, 0.1], RescaleSlope=1, RescaleIntercept=0)
+    frames = read_frames(template)
+    out = write_dicom(tmp_path / "out" / "d.dcm", frames, template=template)
+    src, ds = pydicom.dcmread(template), pydicom.dcmread(out)
+    assert ds.SOPInstanceUID != src.SOPInstanceUID
+    assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert ds.SeriesInstanceUID != src.SeriesInstanceUID
+    assert ds.StudyInstanceUID == src.StudyInstanceUID and ds.PatientID == "P001"
+    assert ds.FrameTime == 40.0 and ds.NumberOfFrames == 3
+    assert ds.BitsStored == bits and ds.PhotometricInterpretation == "MONOCHROME2"
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    assert ds.ImageType[0] == "DERIVED"
+    assert torch.equal(read_frames(out), frames)
+    assert np.array_equal(read_raw_frames(out), cine)
+
+
+def read_raw_frames(path: Path) -> np.ndarray:
+    return pydicom.dcmread(path).pixel_array
+
+
+def test_write_dicom_from_monochrome1_and_colour_templates(tmp_path: Path) -> None:
+    a = np.array([[0, 55, 255]], np.uint8)
+    m1 = write_dicom_file(tmp_path / "m1.dcm", a, photometric="MONOCHROME1")
+    out = write_dicom(tmp_path / "m2.dcm", read_frames(m1), template=m1)
+    assert pydicom.dcmread(out).PhotometricInterpretation == "MONOCHROME2"
+    assert torch.allclose(read_image(out), read_image(m1))  # same appearance
+    jpeg = write_jpeg_dicom(tmp_path / "j.dcm", smooth_rgb())
+    with pytest.warns(UserWarning):
+        gray = read_frames(jpeg)
+    out = write_dicom(tmp_path / "jg.dcm", gray, template=jpeg)
+    ds = pydicom.dcmread(out)
+    assert (ds.PhotometricInterpretation, ds.SamplesPerPixel) == ("MONOCHROME2", 1)
+    assert "PlanarConfiguration" not in ds and ds.LossyImageCompression == "01"
+    assert torch.allclose(read_frames(out), gray, atol=0.5 / 255)
+
+
+def test_write_dicom_bad_input(tmp_path: Path) -> None:
+    template = write_dicom_file(tmp_path / "t.dcm", gradient())
+    with pytest.raises(UsdenoiseError, match="shape"):
+        write_dicom(tmp_path / "o.dcm", torch.zeros(2, 3, 12, 10), template=template)
+    with pytest.raises(UsdenoiseError, match="NaN"):
+        write_dicom(tmp_path / "o.dcm", torch.full((1, 1, 12, 10), float("nan")),
+                    template=template)
+    with pytest.raises(UsdenoiseError, match="not found"):
+        write_dicom(tmp_path / "o.dcm", torch.zeros(1, 1, 12, 10), template=tmp_path / "no.dcm")
+    with pytest.raises(UsdenoiseError, match="write_dicom"):
+        write_image(tmp_path / "o.dcm", torch.zeros(1, 12, 10))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UsdenoiseError, match="output folder"):
+        write_dicom(blocker / "o.dcm", torch.zeros(1, 1, 12, 10), template=template)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "t.dcm"]
+
+
+def test_failed_dicom_write_leaves_no_file(tmp_path: Path, monkeypatch) -> None:
+    template = write_dicom_file(tmp_path / "t.dcm", gradient())
+
+    def broken(self, filename, **kw):
+        Path(filename).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "save_as", broken)
+    with pytest.raises(UsdenoiseError, match="disk full"):
+        write_dicom(tmp_path / "o.dcm", torch.zeros(1, 1, 12, 10), template=template)
+    assert [p.name for p in tmp_path.iterdir()] == ["t.dcm"]
+
+
+def test_dicom_bad_files(tmp_path: Path) -> None:
+    good = write_dicom_file(tmp_path / "good.dcm", gradient(64, 64))
+    data = good.read_bytes()
+    cases = {
+        "garbage.dcm": (b"not a dicom file" * 20, "not a DICOM"),
+        "empty.dcm": (b"", "empty"),
+        "cut_pixels.dcm": (data[: len(data) - 1000], "DICOM"),
+        "cut_header.dcm": (data[:200], "DICOM"),
+    }
+    for name, (content, word) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(UsdenoiseError, match=word) as exc_info:
+            read_image(path)
+        one_line_error(exc_info, path)
+
+
+def test_dicom_without_pixels(tmp_path: Path) -> None:
+    ds = dicom_dataset(gradient())
+    del ds.PixelData
+    ds.save_as(tmp_path / "nopix.dcm", enforce_file_format=True)
+    with pytest.raises(UsdenoiseError, match="no pixel data") as exc_info:
+        read_image(tmp_path / "nopix.dcm")
+    one_line_error(exc_info, tmp_path / "nopix.dcm")
+    assert image_info(tmp_path / "nopix.dcm").height == 12
+
+
+@pytest.mark.parametrize("case", ["no_end_marker", "garbage", "half"])
+def test_dicom_corrupt_jpeg_stream(tmp_path: Path, case: str) -> None:
+    from pydicom.encaps import encapsulate, generate_frames
+
+    path = write_jpeg_dicom(tmp_path / "j.dcm", smooth_rgb())
+    ds = pydicom.dcmread(path)
+    good = next(generate_frames(ds.PixelData, number_of_frames=1))
+    stream = {
+        "no_end_marker": b"\xff\xd8\xff\xe0 this is no jpeg",  # hangs python-gdcm if passed on
+        "garbage": b"\xff\xd8\xff\xe0 this is no jpeg\xff\xd9",
+        "half": good[: len(good) // 2] + b"\xff\xd9",
+    }[case]
+    ds.PixelData = encapsulate([stream])
+    ds.save_as(path, enforce_file_format=True)
+    word = "missing JPEG start/end marker" if case == "no_end_marker" else "cannot decode"
+    with pytest.raises(UsdenoiseError, match=word) as exc_info:
+        read_image(path)
+    one_line_error(exc_info, path)

@@ -25,7 +25,8 @@ import torch
 from usdenoise.errors import UsdenoiseError
 
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-IMAGE_SUFFIXES = (*PILLOW_SUFFIXES, ".npy")
+DICOM_SUFFIXES = (".dcm", ".dicom")
+IMAGE_SUFFIXES = (*PILLOW_SUFFIXES, ".npy", *DICOM_SUFFIXES)
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's convert("L") and OpenCV
 
 
@@ -80,8 +81,15 @@ def check_input_file(path: str | os.PathLike) -> Path:
     return path
 
 
+def _is_dicom(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(132)[128:] == b"DICM"
+
+
 def _suffix(path: Path, table: dict) -> str:
     suffix = path.suffix.lower()
+    if suffix == "" and table is READERS and path.is_file() and _is_dicom(path):
+        return ".dcm"  # DICOM files often have no suffix; the DICM marker identifies them
     if suffix not in table:
         known = ", ".join(sorted(table))
         raise UsdenoiseError(f"{path}: unsupported format '{path.suffix}' (supported: {known})")
@@ -280,8 +288,18 @@ def _npy_info(a: np.ndarray, path: Path, fhwc_shape: tuple | None = None) -> Ima
 
 # ---------------------------------------------------------------------------- dispatch
 
+def _read_dicom(path: Path, *, raw: bool, header_only: bool) -> Decoded:
+    from usdenoise.io_dicom import read_dicom
+
+    return read_dicom(path, raw=raw, header_only=header_only)
+
+
 Reader = Callable[..., Decoded]
-READERS: dict[str, Reader] = {**dict.fromkeys(PILLOW_SUFFIXES, _read_pillow), ".npy": _read_npy}
+READERS: dict[str, Reader] = {
+    **dict.fromkeys(PILLOW_SUFFIXES, _read_pillow),
+    ".npy": _read_npy,
+    **dict.fromkeys(DICOM_SUFFIXES, _read_dicom),
+}
 
 
 def decode(path: str | os.PathLike, *, raw: bool = False, header_only: bool = False) -> Decoded:
@@ -473,6 +491,13 @@ Writer = Callable[[Path, np.ndarray, int, Path], None]
 WRITERS: dict[str, Writer] = {**dict.fromkeys(PILLOW_SUFFIXES, _write_pillow), ".npy": _write_npy}
 
 
+def _write_dicom_refused(tmp: Path, a: np.ndarray, bit_depth: int, path: Path) -> None:
+    raise UsdenoiseError(f"{path}: DICOM needs a template for its tags; use write_dicom")
+
+
+WRITERS.update(dict.fromkeys(DICOM_SUFFIXES, _write_dicom_refused))
+
+
 def write_image(path: str | os.PathLike, x, *, bit_depth: int = 8) -> Path:
     """Write ``x`` (``[C, H, W]`` or ``[H, W]``, values in [0, 1]) atomically.
 
@@ -526,3 +551,14 @@ def write_mask(path: str | os.PathLike, mask) -> Path:
         else:
             _save_pillow_or_cv(tmp, q[..., None], _PIL_FORMAT[suffix])
     return path
+
+
+def write_dicom(path: str | os.PathLike, frames, *, template: str | os.PathLike) -> Path:
+    """Write frames ``[F, 1, H, W]`` in [0, 1] as an uncompressed MONOCHROME2 DICOM with the
+    tags of ``template``, its bit depth, and new SOP Instance and Series UIDs.
+
+    See :func:`usdenoise.io_dicom.write_dicom` for what happens to colour templates.
+    """
+    from usdenoise.io_dicom import write_dicom as _write_dicom
+
+    return _write_dicom(path, frames, template=template)
