@@ -189,6 +189,24 @@ def train(
         console.print(f"best model: {best}  (metrics: {best.parent / 'metrics.csv'})")
 
 
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("usdenoise-demo"), help="output folder"),
+    quick: bool = typer.Option(False, help="smaller images, fewer levels: under a minute"),
+    train: bool = typer.Option(False, help="also train a fast DiConvAE on phantoms and include it"),
+    overwrite: bool = typer.Option(True, help="replace the results of an earlier demo in --out"),
+) -> None:
+    """The main job on the built-in phantom: simulate, denoise, evaluate, show the table."""
+    from usdenoise.demo import run_demo
+    from usdenoise.report import markdown_table
+
+    records, notes = run_demo(out, quick=quick, train=train, overwrite=overwrite)
+    print(markdown_table(records))
+    for note in notes:
+        console.print(f"note: {note}")
+    console.print(f"results: {out}/results.md, .json, .csv; figures: {out}/examples/")
+
+
 # ---- commands added by later modules go above this line ----
 
 
