@@ -297,6 +297,13 @@ def test_cli_trains_and_resumes_without_repeating_settings(
     assert len(err.splitlines()) == 1 and "lr 0.001 -> 0.1" in err
 
 
+def test_cli_needs_a_run_folder(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "phantom:12", "--epochs", "1"])
+    assert exit_info.value.code == 2
+    assert "--out RUN" in capsys.readouterr().err
+
+
 def test_cli_config_file_and_bad_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("epochs = 1\nlearning_rate = 0.1\n")

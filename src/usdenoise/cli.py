@@ -163,7 +163,7 @@ def train(
                                          help="progress bar (default: when on a terminal)"),
 ) -> None:
     """Train a denoising network; torchrun -m usdenoise train ... runs it on several GPUs."""
-    from usdenoise.config import config_from_dict, load_config, parse_model_params
+    from usdenoise.config import TrainConfig, config_from_dict, load_config, parse_model_params
     from usdenoise.distributed import is_main_process
     from usdenoise.train import fit, run_config
 
@@ -184,6 +184,8 @@ def train(
         settings = config_from_dict({**run_config(resume), **given}, where="command line")
     else:
         settings = config_from_dict(given, where="command line")
+    if resume is None and out is None and settings.out == TrainConfig().out:
+        raise UsdenoiseError("train: give the run folder with --out RUN (or --resume RUN)")
     best = fit(settings)
     if is_main_process():
         console.print(f"best model: {best}  (metrics: {best.parent / 'metrics.csv'})")

@@ -222,7 +222,9 @@ def _fit(config: TrainConfig, world: World) -> Path:
 
     task = TASKS[config.task](config)
     torch.manual_seed(config.seed)
-    model = task.build_model()
+    model = task.build_model().to(device)  # before the optimizer, so its state follows
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
     loss_fn = task.build_loss().to(device)
     if world.is_main:
         run.mkdir(parents=True, exist_ok=True)
@@ -241,9 +243,6 @@ def _fit(config: TrainConfig, world: World) -> Path:
         progress = _Progress(**saved["progress"])
         history = saved["history"]
 
-    model.to(device)
-    if config.channels_last:
-        model.to(memory_format=torch.channels_last)
     net: nn.Module = model
     if world.distributed:
         if device.type == "cuda" and config.sync_batchnorm:
