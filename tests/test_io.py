@@ -387,7 +387,7 @@ def test_atomic_write_removes_temp_on_failure(tmp_path: Path) -> None:
 def test_failed_image_write_leaves_no_file(tmp_path: Path, monkeypatch) -> None:
     import usdenoise.io as io_module
 
-    def broken(tmp, a, bit_depth, path):
+    def broken(tmp, a, bit_depth, path, spacing_mm):
         tmp.write_bytes(b"partial")
         raise OSError("disk full")
 
@@ -718,3 +718,109 @@ def test_dicom_corrupt_jpeg_stream(tmp_path: Path, case: str) -> None:
     with pytest.raises(UsdenoiseError, match=word) as exc_info:
         read_image(path)
     one_line_error(exc_info, path)
+
+
+# ---------------------------------------------------------------------------- MetaImage
+
+sitk = pytest.importorskip("SimpleITK")
+
+
+def handmade_mha(path: Path, pixels: np.ndarray, header: str = "") -> Path:
+    """A MetaImage written byte by byte (independent of SimpleITK's writer)."""
+    h, w = pixels.shape
+    text = (f"ObjectType = Image\nNDims = 2\nDimSize = {w} {h}\n{header}"
+            "ElementType = MET_UCHAR\nElementDataFile = LOCAL\n")
+    path.write_bytes(text.encode() + pixels.astype(np.uint8).tobytes())
+    return path
+
+
+def test_metaimage_handmade_file(tmp_path: Path) -> None:
+    a = gradient()
+    path = handmade_mha(tmp_path / "h.mha", a)
+    assert torch.equal(read_image(path)[0], torch.from_numpy(a / 255.0).float())
+    assert image_info(path) == ImageInfo("MetaImage", 8, 12, 10, 1, 1, None)
+    path = handmade_mha(tmp_path / "s.mha", a, "ElementSpacing = 0.3 0.2\n")
+    assert image_info(path).spacing_mm == (0.2, 0.3)  # (row, column); header is x y
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_metaimage_round_trip(tmp_path: Path, bits: int) -> None:
+    a = gradient(bits=bits)
+    x = torch.from_numpy(a / (255.0 if bits == 8 else 65535.0)).float()[None]
+    path = write_image(tmp_path / "x.mha", x, bit_depth=bits, spacing_mm=(0.25, 0.5))
+    assert np.array_equal(read_raw(path), a)
+    assert torch.equal(read_image(path), x)
+    info = image_info(path)
+    assert (info.bit_depth, info.spacing_mm, info.height, info.width) == (bits, (0.25, 0.5), 12, 10)
+    img = sitk.ReadImage(str(path))
+    assert img.GetSpacing() == (0.5, 0.25)  # SimpleITK order is (x, y)
+
+
+def test_metaimage_psfhs_three_equal_planes(tmp_path: Path) -> None:
+    a = gradient()
+    sitk.WriteImage(sitk.GetImageFromArray(np.stack([a, a, a])), str(tmp_path / "p.mha"))
+    info = image_info(tmp_path / "p.mha")
+    assert (info.channels, info.frames) == (3, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = read_image(tmp_path / "p.mha")
+    assert torch.equal(y, torch.from_numpy(a / 255.0).float()[None])
+    vec = sitk.GetImageFromArray(np.stack([a, a, a], -1), isVector=True)
+    sitk.WriteImage(vec, str(tmp_path / "v.mha"))
+    assert torch.equal(read_image(tmp_path / "v.mha"), y)
+
+
+def test_metaimage_colour_and_frames(tmp_path: Path) -> None:
+    rgb = colour()
+    x = torch.from_numpy(np.moveaxis(rgb, -1, 0) / 255.0).float()
+    path = write_image(tmp_path / "c.mha", x)
+    assert torch.equal(read_image(path, gray=False), x)
+    with pytest.warns(UserWarning, match="gray"):
+        assert read_image(path).shape == (1, 12, 10)
+    volume = np.stack([gradient(seed=k) for k in range(5)])
+    sitk.WriteImage(sitk.GetImageFromArray(volume), str(tmp_path / "cine.mha"))
+    assert read_frames(tmp_path / "cine.mha").shape == (5, 1, 12, 10)
+    assert image_info(tmp_path / "cine.mha").frames == 5
+
+
+def test_metaimage_mhd_with_raw_file(tmp_path: Path) -> None:
+    a = gradient(bits=16)
+    sitk.WriteImage(sitk.GetImageFromArray(a), str(tmp_path / "d.mhd"))
+    assert (tmp_path / "d.raw").exists() or (tmp_path / "d.zraw").exists()
+    assert torch.equal(read_image(tmp_path / "d.mhd")[0], torch.from_numpy(a / 65535.0).float())
+    for data in tmp_path.glob("d.*raw"):
+        data.unlink()
+    with pytest.raises(UsdenoiseError, match="MetaImage") as exc_info:
+        read_image(tmp_path / "d.mhd")
+    one_line_error(exc_info, tmp_path / "d.mhd")
+    with pytest.raises(UsdenoiseError, match=r"\.mha"):
+        write_image(tmp_path / "o.mhd", torch.zeros(1, 4, 4))
+
+
+def test_metaimage_mask(tmp_path: Path) -> None:
+    m = torch.from_numpy(np.arange(30).reshape(5, 6) % 3)
+    path = write_mask(tmp_path / "label.mha", m)
+    assert torch.equal(read_mask(path), m)
+    assert read_raw(path).dtype == np.uint8
+
+
+def test_metaimage_float_pixels(tmp_path: Path) -> None:
+    a = np.random.default_rng(0).random((6, 7)).astype(np.float32)
+    sitk.WriteImage(sitk.GetImageFromArray(a), str(tmp_path / "f.mha"))
+    assert torch.equal(read_image(tmp_path / "f.mha")[0], torch.from_numpy(a))
+    sitk.WriteImage(sitk.GetImageFromArray(a * 10), str(tmp_path / "big.mha"))
+    with pytest.raises(UsdenoiseError, match="outside"):
+        read_image(tmp_path / "big.mha")
+
+
+def test_metaimage_bad_files(tmp_path: Path) -> None:
+    good = handmade_mha(tmp_path / "good.mha", gradient(64, 64))
+    data = good.read_bytes()
+    cases = {"cut.mha": data[: len(data) // 2], "garbage.mha": b"no header here" * 20,
+             "empty.mha": b""}
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(UsdenoiseError) as exc_info:
+            read_image(path)
+        one_line_error(exc_info, path)

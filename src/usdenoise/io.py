@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from usdenoise.errors import UsdenoiseError
+from usdenoise.errors import UsdenoiseError, optional_import
 
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 DICOM_SUFFIXES = (".dcm", ".dicom")
-IMAGE_SUFFIXES = (*PILLOW_SUFFIXES, ".npy", *DICOM_SUFFIXES)
+METAIMAGE_SUFFIXES = (".mha", ".mhd")
+IMAGE_SUFFIXES = (*PILLOW_SUFFIXES, ".npy", *DICOM_SUFFIXES, *METAIMAGE_SUFFIXES)
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's convert("L") and OpenCV
 
 
@@ -262,20 +263,27 @@ def _read_npy(path: Path, *, raw: bool, header_only: bool) -> Decoded:
     info = _npy_info(a, path, fhwc.shape)
     if header_only:
         return Decoded(np.empty((0, 0, 0, 0), np.uint8), 1.0, info)
+    return Decoded(*_full_scale(fhwc, path), info)
+
+
+def _full_scale(a: np.ndarray, path: Path) -> tuple[np.ndarray, float]:
+    """Integers scale by their dtype's maximum; floats must be finite and in [0, 1]."""
     if a.dtype.kind == "b":
-        return Decoded(fhwc.astype(np.uint8), 1.0, info)
+        return a.astype(np.uint8), 1.0
     if a.dtype.kind == "f":
-        fhwc = fhwc.astype(np.float32)
-        _check_float(fhwc, path)
-        if fhwc.size and (fhwc.min() < 0 or fhwc.max() > 1):
+        a = a.astype(np.float32)
+        _check_float(a, path)
+        if a.size and (a.min() < 0 or a.max() > 1):
             raise UsdenoiseError(
-                f"{path}: float values span [{fhwc.min():.4g}, {fhwc.max():.4g}], "
+                f"{path}: float values span [{a.min():.4g}, {a.max():.4g}], "
                 "outside [0, 1]; scale them first"
             )
-        return Decoded(fhwc, 1.0, info)
-    if a.dtype.kind == "i" and fhwc.size and fhwc.min() < 0:
+        return a, 1.0
+    if a.dtype.kind not in "iu":
+        raise UsdenoiseError(f"{path}: unsupported pixel type {a.dtype}")
+    if a.dtype.kind == "i" and a.size and a.min() < 0:
         raise UsdenoiseError(f"{path}: integer image has negative values")
-    return Decoded(fhwc, float(np.iinfo(a.dtype).max), info)
+    return a, float(np.iinfo(a.dtype).max)
 
 
 def _npy_info(a: np.ndarray, path: Path, fhwc_shape: tuple | None = None) -> ImageInfo:
@@ -284,6 +292,65 @@ def _npy_info(a: np.ndarray, path: Path, fhwc_shape: tuple | None = None) -> Ima
     f, h, w, c = fhwc_shape
     bits = 1 if a.dtype.kind == "b" else a.dtype.itemsize * 8
     return ImageInfo(format="NPY", bit_depth=bits, height=h, width=w, channels=c, frames=f)
+
+
+# ---------------------------------------------------------------------------- MetaImage
+
+
+def _sitk():
+    return optional_import("SimpleITK", extra="mha")
+
+
+def _metaimage_spacing(path: Path, spacing: tuple[float, ...]) -> tuple[float, float] | None:
+    """(row, column) spacing in mm, or None when the header does not state one."""
+    with open(path, "rb") as fh:
+        head = fh.read(65536).decode("latin-1")
+    keys = set()
+    for line in head.splitlines():
+        key = line.split("=", 1)[0].strip()
+        keys.add(key)
+        if key == "ElementDataFile":
+            break
+    if not keys & {"ElementSpacing", "ElementSize"} or len(spacing) < 2:
+        return None
+    return float(spacing[1]), float(spacing[0])
+
+
+def _metaimage_fhwc(a: np.ndarray, components: int) -> np.ndarray:
+    """SimpleITK arrays -> [F, H, W, C]. A 3-slice scalar volume is read as 3 channels
+    (PSFHS stores its gray images as [3, H, W]); other volumes are frames."""
+    if components > 1:
+        return a[None] if a.ndim == 3 else a
+    if a.ndim == 2:
+        return a[None, ..., None]
+    return np.moveaxis(a, 0, -1)[None] if a.shape[0] == 3 else a[..., None]
+
+
+def _read_metaimage(path: Path, *, raw: bool, header_only: bool) -> Decoded:
+    sitk = _sitk()
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        size, components = reader.GetSize(), reader.GetNumberOfComponents()
+        pixel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
+        spacing = _metaimage_spacing(path, reader.GetSpacing())
+        a = None if header_only else sitk.GetArrayFromImage(reader.Execute())
+    except Exception as exc:
+        raise UsdenoiseError(f"{path}: cannot read MetaImage (corrupt, truncated or missing "
+                             f"data file: {_one_line(exc)})") from exc
+    if len(size) not in (2, 3):
+        raise UsdenoiseError(f"{path}: {len(size)}-D MetaImage not supported (2-D or 3-D)")
+    frames = size[2] if len(size) == 3 else 1
+    channels = components
+    if frames == 3 and components == 1:
+        frames, channels = 1, 3
+    bits = 32 if "float" in pixel else int("".join(c for c in pixel if c.isdigit()) or 8)
+    info = ImageInfo("MetaImage", bits, size[1], size[0], channels, frames, spacing)
+    if header_only:
+        return Decoded(np.empty((0, 0, 0, 0), np.uint8), 1.0, info)
+    fhwc = _metaimage_fhwc(a, components)
+    return Decoded(fhwc, 1.0, info) if raw else Decoded(*_full_scale(fhwc, path), info)
 
 
 # ---------------------------------------------------------------------------- dispatch
@@ -299,6 +366,7 @@ READERS: dict[str, Reader] = {
     **dict.fromkeys(PILLOW_SUFFIXES, _read_pillow),
     ".npy": _read_npy,
     **dict.fromkeys(DICOM_SUFFIXES, _read_dicom),
+    **dict.fromkeys(METAIMAGE_SUFFIXES, _read_metaimage),
 }
 
 
@@ -474,7 +542,7 @@ _PIL_FORMAT = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".jpg": "JPEG", "
                ".bmp": "BMP"}
 
 
-def _write_pillow(tmp: Path, a: np.ndarray, bit_depth: int, path: Path) -> None:
+def _write_pillow(tmp: Path, a: np.ndarray, bit_depth: int, path: Path, spacing_mm) -> None:
     suffix = path.suffix.lower()
     if bit_depth > _MAX_BITS[suffix]:
         raise UsdenoiseError(f"{path}: {suffix} cannot store {bit_depth}-bit images (use .png)")
@@ -482,28 +550,52 @@ def _write_pillow(tmp: Path, a: np.ndarray, bit_depth: int, path: Path) -> None:
     _save_pillow_or_cv(tmp, _quantize(a, bit_depth), _PIL_FORMAT[suffix], **options)
 
 
-def _write_npy(tmp: Path, a: np.ndarray, bit_depth: int, path: Path) -> None:
+def _write_npy(tmp: Path, a: np.ndarray, bit_depth: int, path: Path, spacing_mm) -> None:
     with open(tmp, "wb") as fh:
         np.save(fh, np.ascontiguousarray(np.moveaxis(a, -1, 0)).astype(np.float32))
 
 
-Writer = Callable[[Path, np.ndarray, int, Path], None]
-WRITERS: dict[str, Writer] = {**dict.fromkeys(PILLOW_SUFFIXES, _write_pillow), ".npy": _write_npy}
+def _save_metaimage(tmp: Path, q: np.ndarray, spacing_mm) -> None:
+    """q is [H, W, C]; C == 3 becomes an RGB vector pixel. zlib compression (lossless)."""
+    sitk = _sitk()
+    img = sitk.GetImageFromArray(q if q.shape[-1] == 3 else q[..., 0], isVector=q.shape[-1] == 3)
+    if spacing_mm is not None:
+        img.SetSpacing((float(spacing_mm[1]), float(spacing_mm[0])))
+    sitk.WriteImage(img, str(tmp), True)
 
 
-def _write_dicom_refused(tmp: Path, a: np.ndarray, bit_depth: int, path: Path) -> None:
+def _write_metaimage(tmp: Path, a: np.ndarray, bit_depth: int, path: Path, spacing_mm) -> None:
+    if path.suffix.lower() == ".mhd":
+        raise UsdenoiseError(f"{path}: write .mha (one file); .mhd needs a separate data file")
+    _save_metaimage(tmp, _quantize(a, bit_depth), spacing_mm)
+
+
+def _write_dicom_refused(tmp: Path, a, bit_depth: int, path: Path, spacing_mm) -> None:
     raise UsdenoiseError(f"{path}: DICOM needs a template for its tags; use write_dicom")
 
 
-WRITERS.update(dict.fromkeys(DICOM_SUFFIXES, _write_dicom_refused))
+Writer = Callable[..., None]
+WRITERS: dict[str, Writer] = {
+    **dict.fromkeys(PILLOW_SUFFIXES, _write_pillow),
+    ".npy": _write_npy,
+    **dict.fromkeys(DICOM_SUFFIXES, _write_dicom_refused),
+    **dict.fromkeys(METAIMAGE_SUFFIXES, _write_metaimage),
+}
 
 
-def write_image(path: str | os.PathLike, x, *, bit_depth: int = 8) -> Path:
+def write_image(
+    path: str | os.PathLike,
+    x,
+    *,
+    bit_depth: int = 8,
+    spacing_mm: tuple[float, float] | None = None,
+) -> Path:
     """Write ``x`` (``[C, H, W]`` or ``[H, W]``, values in [0, 1]) atomically.
 
-    The format comes from the suffix. ``bit_depth`` is 8 or 16 (16 for PNG/TIFF only);
+    The format comes from the suffix. ``bit_depth`` is 8 or 16 (16 for PNG/TIFF/MHA);
     ``.npy`` always stores float32 ``[C, H, W]``. Values outside [0, 1] are clipped,
-    NaN/Inf is an error. Returns ``path``.
+    NaN/Inf is an error. ``spacing_mm`` (row, column) is stored in ``.mha`` files and
+    ignored by formats without a spacing field. Returns ``path``.
     """
     path = Path(path)
     writer = WRITERS[_suffix(path, WRITERS)]
@@ -512,7 +604,7 @@ def write_image(path: str | os.PathLike, x, *, bit_depth: int = 8) -> Path:
     a = _image_hwc(x, path)
     with atomic_write(path) as tmp:
         try:
-            writer(tmp, a, bit_depth, path)
+            writer(tmp, a, bit_depth, path, spacing_mm)
         except (UsdenoiseError, OSError):
             raise
         except Exception as exc:
@@ -520,13 +612,13 @@ def write_image(path: str | os.PathLike, x, *, bit_depth: int = 8) -> Path:
     return path
 
 
-_MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".npy")
+_MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".npy", ".mha")
 
 
 def write_mask(path: str | os.PathLike, mask) -> Path:
     """Write an integer class map ``[H, W]`` losslessly (uint8, or uint16 above 255).
 
-    PNG, TIFF, BMP (labels up to 255) and ``.npy``; JPEG is refused because it is lossy.
+    PNG, TIFF, BMP (labels up to 255), ``.npy`` and ``.mha``; JPEG is refused (lossy).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -548,6 +640,8 @@ def write_mask(path: str | os.PathLike, mask) -> Path:
         if suffix == ".npy":
             with open(tmp, "wb") as fh:
                 np.save(fh, q)
+        elif suffix == ".mha":
+            _save_metaimage(tmp, q[..., None], None)
         else:
             _save_pillow_or_cv(tmp, q[..., None], _PIL_FORMAT[suffix])
     return path
