@@ -4,7 +4,8 @@
     sample = dataset[0]   # {"image", "mask", "id", "subject", "spacing_mm", "hc_mm", "source"}
 
 Specs: `phantom` (built-in, `phantom:N` for N images), `hc18:PATH`, `psfhs:PATH`,
-`zenodo:PATH`, `folder:PATH`.
+`zenodo:PATH`, `folder:PATH`; several joined with `+` (`hc18:PATH+phantom:200`) act as one,
+with subjects prefixed by their data set.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def load_dataset(spec: str, *, size: int | Sequence[int] | None = None, **option
     `options` go to the data set class (e.g. `seed`, `fan`, `structures` for the phantom,
     `tolerance` for zenodo, `class_names` for folder).
     """
+    if "+" in str(spec):
+        from usdenoise.data.combined import CombinedDataset
+
+        parts = [load_dataset(part, size=size, **options) for part in str(spec).split("+")]
+        return CombinedDataset(parts, str(spec).strip())
     name, arg = split_spec(str(spec), what="data set")
     if name not in DATASETS:
         raise UsdenoiseError(
