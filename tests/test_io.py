@@ -824,3 +824,44 @@ def test_metaimage_bad_files(tmp_path: Path) -> None:
         with pytest.raises(UsdenoiseError) as exc_info:
             read_image(path)
         one_line_error(exc_info, path)
+
+
+# ---------------------------------------------------------------------------- environment
+
+
+def test_unreadable_file(tmp_path: Path, monkeypatch) -> None:
+    path = write_image(tmp_path / "x.png", torch.zeros(1, 4, 4))
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == path
+                        else real_access(p, mode, **kw))
+    with pytest.raises(UsdenoiseError, match="permission denied") as exc_info:
+        read_image(path)
+    one_line_error(exc_info, path)
+
+
+def test_output_folder_not_writable_reported(tmp_path: Path, monkeypatch) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == folder
+                        else real_access(p, mode, **kw))
+    path = folder / "x.png"
+    with pytest.raises(UsdenoiseError, match="not writable") as exc_info:
+        write_image(path, torch.zeros(1, 4, 4))
+    one_line_error(exc_info, path)
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("module,extra,suffix", [("pydicom", "dicom", ".dcm"),
+                                                 ("SimpleITK", "mha", ".mha")])
+def test_missing_extra_names_it(tmp_path: Path, monkeypatch, module: str, extra: str,
+                                suffix: str) -> None:
+    import sys
+
+    from usdenoise.errors import MissingExtraError
+
+    path = tmp_path / f"x{suffix}"
+    path.write_bytes(b"\0" * 200)
+    monkeypatch.setitem(sys.modules, module, None)  # import now fails
+    with pytest.raises(MissingExtraError, match=rf"usdenoise\[{extra}\]"):
+        read_image(path)

@@ -475,6 +475,9 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     if path.is_dir():
         raise UsdenoiseError(f"{path}: is a folder, cannot write a file there")
+    blocker = next((p for p in path.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise UsdenoiseError(f"{path}: cannot create output folder, {blocker} is a file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
