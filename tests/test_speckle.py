@@ -474,3 +474,10 @@ def test_listed_by_usdenoise_list():
     rows = dict(families()["Noise models"])
     assert "rayleigh" in rows and "0.10, 0.25, 0.50, 0.75" in rows["rayleigh"]
     assert "physics" in rows and "lateral_sigma" in rows["physics"]
+
+
+def test_noise_module_moves_like_any_module() -> None:
+    """`.to()` must work (a method named `_apply` once shadowed nn.Module._apply)."""
+    noise = make_noise("rayleigh:0.25").to(torch.float64).to("cpu")
+    x = torch.full((1, 1, 8, 8), 0.5, dtype=torch.float64)
+    assert noise(x, generator=torch.Generator().manual_seed(0)).dtype == torch.float64

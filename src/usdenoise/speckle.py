@@ -66,7 +66,7 @@ class NoiseModel(nn.Module):
 
     A model holds a strength `level`, either one number or a range `(low, high)` from which
     each image draws its own level uniformly (with the generator). Subclasses implement
-    `_apply(x, level[B,1,1,1], generator)` returning the unclipped result.
+    `_corrupt(x, level[B,1,1,1], generator)` returning the unclipped result.
     """
 
     name: ClassVar[str] = "noise"
@@ -143,14 +143,14 @@ class NoiseModel(nn.Module):
         _check_batch(x, self.name)
         dtype = _work_dtype(x.dtype)
         levels = self.sample_levels(x.shape[0], generator, x.device, torch.float64)
-        y = self._apply(x.to(dtype), levels.to(dtype).view(-1, 1, 1, 1), generator)
+        y = self._corrupt(x.to(dtype), levels.to(dtype).view(-1, 1, 1, 1), generator)
         info = [(self.name, float(v)) for v in levels.tolist()]
         return y.clamp_(0.0, 1.0).to(x.dtype), info
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.draw(x, generator=generator)[0]
 
-    def _apply(
+    def _corrupt(
         self, x: torch.Tensor, level: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
         raise NotImplementedError
@@ -180,7 +180,7 @@ class Multiplicative(NoiseModel):
     def _factor(self, shape, level, generator, device, dtype) -> torch.Tensor:
         raise NotImplementedError
 
-    def _apply(self, x, level, generator):
+    def _corrupt(self, x, level, generator):
         return x * self._factor(tuple(x.shape), level, generator, x.device, x.dtype)
 
 
@@ -323,7 +323,7 @@ class LogCompressed(NoiseModel):
         """The display dynamic range that gives speckle of standard deviation `sigma`."""
         return SPECKLE_DB / sigma if sigma > 0 else math.inf
 
-    def _apply(self, x, level, generator):
+    def _corrupt(self, x, level, generator):
         z = fisher_tippett(tuple(x.shape), generator, x.device, x.dtype)
         return z.mul_(level).add_(x)
 
@@ -424,7 +424,7 @@ class Physics(NoiseModel):
         h, w = x.shape[-2:]
         return self.system.crop(self._display(mean), h, w), self.system.crop(z, h, w)
 
-    def _apply(self, x, level, generator):
+    def _corrupt(self, x, level, generator):
         base, z = self.speckle_field(x, generator=generator)
         return z.mul_(level).add_(base)
 
