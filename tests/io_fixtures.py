@@ -134,3 +134,21 @@ def write_jpeg_lossless_dicom(src: Path, dst: Path) -> Path:
     if not writer.Write():
         raise RuntimeError(f"gdcm could not write {dst}")
     return dst
+
+
+def write_jpeg2000_dicom(path: Path, image: np.ndarray) -> Path:
+    """JPEG 2000 Lossless DICOM from a Pillow-encoded (reversible) J2K codestream."""
+    import io
+
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG2000", irreversible=False, no_jp2=True)
+    ds = dicom_dataset(image)
+    ds.PixelData = encapsulate([buf.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.save_as(path, enforce_file_format=True)
+    return path

@@ -15,6 +15,7 @@ from io_fixtures import (
     gradient,
     luma,
     write_dicom_file,
+    write_jpeg2000_dicom,
     write_jpeg_dicom,
     write_jpeg_lossless_dicom,
     write_multipage_tiff,
@@ -581,6 +582,18 @@ def test_dicom_jpeg_lossless_decodes_exactly(tmp_path: Path) -> None:
     assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == pydicom.uid.JPEGLosslessSV1
     assert np.array_equal(read_raw(path), a12)
     assert torch.equal(read_image(path), read_image(src))
+
+
+def test_dicom_jpeg2000_lossless_decodes_exactly(tmp_path: Path) -> None:
+    from PIL import features
+
+    if not features.check("jpg_2000"):
+        pytest.skip("Pillow built without OpenJPEG")
+    a16 = gradient(bits=16)
+    path = write_jpeg2000_dicom(tmp_path / "j2k.dcm", a16)
+    assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == pydicom.uid.JPEG2000Lossless
+    assert np.array_equal(read_raw(path), a16)
+    assert torch.allclose(read_image(path)[0], torch.from_numpy(a16 / 65535.0).float())
 
 
 def test_dicom_ultrasound_region_spacing(tmp_path: Path) -> None:
