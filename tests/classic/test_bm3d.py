@@ -119,6 +119,7 @@ def test_batch_is_processed_image_by_image_and_shape_range() -> None:
         {"sigma": 6.0},
         {"bias_correction": "x"},
         {"profile": "deb"},
+        {"profile": "refilter"},
         {"sigma": "abc"},
         {"window": 3},
     ],
@@ -138,3 +139,12 @@ def test_missing_package_names_the_extra(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "bm3d", None)  # `import bm3d` now raises ImportError
     with pytest.raises(MissingExtraError, match=r"usdenoise\[bm3d\]"):
         BM3D().denoise(torch.rand(1, 1, 16, 16))
+
+
+@needs_bm3d
+@pytest.mark.parametrize("profile", ["np", "vn", "high"])
+def test_every_offered_profile_runs_with_a_scalar_sigma(profile: str) -> None:
+    y = torch.from_numpy(speckled_flat(32, seed=6)).float()[None, None]
+    out = BM3D(profile=profile).denoise(y)
+    assert out.shape == y.shape and bool(torch.isfinite(out).all())
+    assert float(out.var()) < float(y.var())

@@ -15,7 +15,9 @@ output to the mean of the input (exact for any unit-mean multiplicative noise),
 
 sigma, when not given, is estimated per image as the median absolute deviation of the
 finest diagonal wavelet band divided by 0.6745 (`skimage.restoration.estimate_sigma`).
-The `np` profile ("normal profile") is used: it takes a scalar sigma (white noise).
+The default `np` profile ("normal profile") takes a scalar sigma (white noise); `vn` and
+`high` do too; `refilter` raises a shape error with a scalar sigma in bm3d 4.0.3, so it is
+not offered.
 Images are processed one by one; the package's own time dominates (see
 benchmarks/classic_speed_nonlocal.py).
 
@@ -83,9 +85,10 @@ class BM3D(Denoiser):
         Param(
             "profile",
             "np",
-            "bm3d package profile (all of these take a scalar sigma)",
+            "bm3d package profile (these take a scalar sigma; 'refilter' fails with one in "
+            "bm3d 4.0.3 and is not offered)",
             kind=str,
-            choices=("np", "refilter", "vn", "high"),
+            choices=("np", "vn", "high"),
         ),
     )
     min_size = 8
