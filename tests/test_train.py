@@ -364,3 +364,20 @@ def test_rng_capture_and_restore_repeat_every_source(tmp_path: Path) -> None:
     first = draw()
     restore_rng(load_train_state(path)["rng"], {"noise": generator})
     assert draw() == first
+
+
+def test_cache_gives_the_same_weights(tmp_path) -> None:
+    """Caching decoded images is a speed option only: the result must not change."""
+    from safetensors.torch import load_file
+
+    results = []
+    for cache in (False, True):
+        config = TrainConfig(
+            data="phantom:24", out=str(tmp_path / f"c{cache}"), preset="fast",
+            model={"channels": 4}, loss="l1", epochs=2, batch_size=4, crop=16,
+            image_size=32, limit=2, cache=cache, progress=False,
+        )
+        fit(config)
+        results.append(load_file(str(tmp_path / f"c{cache}" / "model.safetensors")))
+    for key, value in results[0].items():
+        assert torch.equal(value, results[1][key]), key

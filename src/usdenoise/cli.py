@@ -155,6 +155,8 @@ def train(
     compile: bool | None = typer.Option(None, "--compile/--no-compile", help="torch.compile"),
     device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N"),
     workers: int | None = typer.Option(None, help="data-loading worker processes"),
+    cache: bool | None = typer.Option(None, "--cache/--no-cache",
+                                      help="keep decoded images in memory between epochs"),
     seed: int | None = typer.Option(None, help="seed of split, crops, speckle and weights"),
     resume: Path | None = typer.Option(None, help="continue the run in this folder"),
     vgg_weights: Path | None = typer.Option(None, help="local VGG16 weights (perceptual loss)"),
@@ -172,7 +174,8 @@ def train(
         "epochs": epochs, "out": out and str(out), "batch_size": batch_size, "crop": crop,
         "image_size": size, "lr": lr, "schedule": schedule, "clip_grad": clip_grad,
         "patience": patience, "amp": amp, "channels_last": channels_last, "compile": compile,
-        "device": device, "workers": workers, "seed": seed, "resume": resume and str(resume),
+        "device": device, "workers": workers, "cache": cache, "seed": seed,
+        "resume": resume and str(resume),
         "vgg_weights": vgg_weights and str(vgg_weights), "limit": limit, "progress": progress,
     }
     given = {key: value for key, value in given.items() if value is not None}

@@ -37,7 +37,9 @@ SCHEDULES = ("cosine", "none")
 TASKS = ("denoise",)
 
 # settings that may differ between a run and its `--resume` (they do not change the maths)
-RESUMABLE_CHANGES = frozenset({"epochs", "out", "resume", "device", "workers", "progress"})
+RESUMABLE_CHANGES = frozenset(
+    {"epochs", "out", "resume", "device", "workers", "progress", "cache"}
+)
 
 
 @dataclass
@@ -66,6 +68,7 @@ class TrainConfig:
     compile: bool = False
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
     workers: int = 0  # DataLoader worker processes
+    cache: bool = False  # keep decoded (resized) images in memory: small data sets, many epochs
     seed: int = 0
     vgg_weights: str | None = None  # local VGG16 weights for the perceptual loss
     limit: int | None = None  # at most this many batches per epoch (train and validation)

@@ -159,7 +159,8 @@ class DiConvAE(nn.Module):
         self.decoder = nn.Sequential(*dec)
         d_last = dils[0]
         self.head = nn.Conv2d(
-            cin, in_channels * shuffle * shuffle, kernel_size, padding=d_last * (kernel_size // 2), dilation=d_last
+            cin, in_channels * shuffle * shuffle, kernel_size,
+            padding=d_last * (kernel_size // 2), dilation=d_last,
         )
         self._init_weights()
 
