@@ -70,10 +70,10 @@ def parse_methods(text: str, params: list[str] | None = None) -> list[MethodSpec
 
 def _test_samples(settings: EvaluationSettings, out_dir: Path) -> tuple[list[dict], str]:
     from usdenoise.data import load_dataset
-    from usdenoise.data.splits import save_splits, split_by_subject
+    from usdenoise.data.splits import save_splits, split_dataset
 
     dataset = load_dataset(settings.data, size=settings.size)
-    splits = split_by_subject(dataset.subjects, seed=settings.seed)
+    splits = split_dataset(dataset, seed=settings.seed)
     indices = list(splits[settings.split])
     if not indices:  # tiny data sets: fall back to everything rather than evaluating nothing
         indices = list(range(len(dataset)))

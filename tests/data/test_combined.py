@@ -28,3 +28,13 @@ def test_real_hc18_plus_phantom(hc18_root) -> None:
     assert len(combined) == 713 + 4
     assert combined[len(combined) - 1]["subject"].startswith("phantom/")
     assert combined[0]["subject"].startswith("hc18/")
+
+
+def test_joined_split_keeps_each_parts_own_split() -> None:
+    """Training on `a+b` must not see the test images of `a` evaluated alone."""
+    from usdenoise.data.splits import split_dataset
+
+    alone = split_dataset(load_dataset("phantom:20"), seed=3)
+    joined = split_dataset(load_dataset("phantom:20+phantom:9"), seed=3)
+    for name, indices in alone.items():
+        assert [i for i in joined[name] if i < 20] == indices

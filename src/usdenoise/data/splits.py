@@ -213,6 +213,24 @@ def load_splits(path: str | os.PathLike, *, dataset: Any = None,
     return out
 
 
+def split_dataset(dataset: Any, *,
+                  fractions: Sequence[float] | Mapping[str, float] = (0.7, 0.15, 0.15),
+                  seed: int = 0) -> dict[str, list[int]]:
+    """Split a data set by subject; a joined data set (`a+b`) is split part by part, so each
+    part's test images are the same as when that part is used alone (no train/test leak)."""
+    parts = getattr(dataset, "parts", None)
+    if not parts:
+        return split_by_subject(dataset.subjects, fractions=fractions, seed=seed)
+    merged: dict[str, list[int]] = {}
+    offset = 0
+    for part in parts:
+        for name, indices in split_by_subject(part.subjects, fractions=fractions,
+                                              seed=seed).items():
+            merged.setdefault(name, []).extend(offset + i for i in indices)
+        offset += len(part)
+    return merged
+
+
 def split_or_load(path: str | os.PathLike, dataset: Any, *,
                   fractions: Sequence[float] | Mapping[str, float] = (0.7, 0.15, 0.15),
                   seed: int = 0) -> dict[str, list[int]]:
@@ -220,6 +238,6 @@ def split_or_load(path: str | os.PathLike, dataset: Any, *,
     path = Path(path)
     if path.exists():
         return load_splits(path, dataset=dataset)
-    splits = split_by_subject(dataset.subjects, fractions=fractions, seed=seed)
+    splits = split_dataset(dataset, fractions=fractions, seed=seed)
     save_splits(path, splits, dataset=dataset, seed=seed, fractions=fractions)
     return splits
