@@ -213,3 +213,15 @@ def test_ddp_and_compile_wrappers_are_unwrapped(tmp_path: Path) -> None:
                meta={})
     model, _ = load_model(tmp_path / "model")
     assert set(model.state_dict()) == set(net.state_dict())
+
+
+def test_run_folder_prefers_the_best_epoch(tmp_path: Path) -> None:
+    latest, best = _tiny(), _tiny()
+    with torch.no_grad():
+        for p in best.parameters():
+            p.add_(1.0)
+    save_model(tmp_path / "model", latest, arch="diconvae", arch_config=latest.config)
+    save_model(tmp_path / "model_best", best, arch="diconvae", arch_config=best.config)
+    loaded, _ = load_model(tmp_path)
+    for a, b in zip(loaded.state_dict().values(), best.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

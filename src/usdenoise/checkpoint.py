@@ -173,8 +173,9 @@ def _resolve(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     stem_file = p.with_name(p.name + ".safetensors")
     if not p.exists() and p.suffix not in (".safetensors", ".json") and stem_file.is_file():
         p = stem_file  # "runs/a/model" for runs/a/model.safetensors
-    if p.is_dir():
-        p = p / "model.safetensors"
+    if p.is_dir():  # a run folder: its best epoch when training kept one, else the latest
+        best = p / "model_best.safetensors"
+        p = best if best.is_file() else p / "model.safetensors"
         if not p.is_file():
             raise UsdenoiseError(f"{p.parent}: run folder has no model.safetensors")
     if p.suffix == ".json":
