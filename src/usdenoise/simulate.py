@@ -34,6 +34,8 @@ def simulate(
 
     out_dir = Path(out_dir)
     noise_model = make_noise(noise)  # bad spec fails before any file is touched
+    if limit is not None and limit < 1:
+        raise UsdenoiseError(f"--limit {limit}: must be at least 1")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise UsdenoiseError(f"{out_dir}: folder is not empty (use --overwrite)")
     dataset = load_dataset(data, size=size)
@@ -44,7 +46,6 @@ def simulate(
         staging.mkdir(parents=True)
     except OSError as exc:
         raise UsdenoiseError(f"{out_dir}: cannot write there ({exc.strerror})") from None
-    name, _, level = noise.partition(":")
     entries = []
     try:
         for sub in ("clean", "noisy", "masks"):
@@ -52,7 +53,11 @@ def simulate(
         for index in track(range(count), total=count, description="simulate"):
             sample = dataset[index]
             generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
-            noisy = noise_model(sample["image"][None].float(), generator=generator)[0]
+            # draw() reports the level each image got: a range spec draws one per image
+            noisy_batch, drawn = noise_model.draw(sample["image"][None].float(),
+                                                  generator=generator)
+            noisy = noisy_batch[0]
+            noise_name, level = drawn[0]
             image_id = sample["id"]
             write_image(staging / "clean" / f"{image_id}.png", sample["image"])
             write_image(staging / "noisy" / f"{image_id}.png", noisy)
@@ -60,7 +65,7 @@ def simulate(
                 write_mask(staging / "masks" / f"{image_id}.png", sample["mask"])
             entries.append({
                 "id": image_id, "subject": sample["subject"], "source": sample.get("source"),
-                "noise": name, "level": level, "seed": seed, "index": index,
+                "noise": noise_name, "level": level, "seed": seed, "index": index,
                 "spacing_mm": sample.get("spacing_mm"), "hc_mm": sample.get("hc_mm"),
             })
         if not any((staging / "masks").iterdir()):
