@@ -77,7 +77,9 @@ def evaluate(
     param: list[str] = typer.Option([], help="method.key=value, repeatable (e.g. lee.window=7)"),
     out: Path = typer.Option(..., help="output folder for results.json/csv/md and examples/"),
     size: int = typer.Option(256, help="resize images to SIZE x SIZE (0 keeps their size)"),
-    split: str = typer.Option("test", help="which subject split to evaluate: train, val or test"),
+    split: str | None = typer.Option(
+        None, help="subject split to evaluate: train, val, test or all "
+        "(default: test; all with --no-reference)"),
     limit: int | None = typer.Option(None, help="only the first N test images"),
     seed: int = typer.Option(0, help="seed of the split and the noise"),
     examples: int = typer.Option(2, help="example images per method in examples/"),
@@ -90,8 +92,6 @@ def evaluate(
     from usdenoise.report import markdown_table
     from usdenoise.specs import parse_noise_list
 
-    if split not in {"train", "val", "test"}:
-        raise UsdenoiseError(f"--split {split!r}: choose train, val or test")
     noises = [f"{name}:{level}" for name, level in parse_noise_list(noise)]
     settings = EvaluationSettings(
         data=data, methods=parse_methods(methods, param), noises=noises, split=split,
