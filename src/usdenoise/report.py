@@ -42,6 +42,11 @@ def _plain(value: Any) -> Any:
 
 
 def _json_safe(value: Any) -> Any:
+    """Strict JSON: NaN -> null, +-inf -> "inf"/"-inf"; numpy/torch scalars -> Python numbers."""
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, Path):
+        return str(value)
     if isinstance(value, float) and not math.isfinite(value):
         return None if value != value else ("inf" if value > 0 else "-inf")
     if isinstance(value, dict):
@@ -55,9 +60,19 @@ def records_to_json(records: Sequence[dict[str, Any]]) -> str:
     return json.dumps(_json_safe(list(records)), indent=2) + "\n"
 
 
+def _number(value: Any) -> Any:
+    """Undo the JSON spelling of non-finite numbers, so tables rebuild from results.json."""
+    if isinstance(value, str) and value.strip().lower() in {"inf", "-inf", "nan"}:
+        return float(value)
+    return value
+
+
 def _fmt(value: Any, column: str) -> str:
+    value = _number(value)
     if value is None or (isinstance(value, float) and value != value):
         return "–"
+    if isinstance(value, str):
+        return value
     if column == "seconds_per_image":
         return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
     if column in {"psnr", "enl", "cnr"}:
@@ -82,12 +97,15 @@ def markdown_table(
     parts = []
     for (noise, level), rows in groups.items():
         title = f"{noise} {level}" if noise else "images as they are (no reference)"
-        dataset = rows[0].get("dataset", "")
-        n = rows[0].get("n_images", "")
-        parts.append(f"### {title} — {dataset}, {n} images\n")
+        about = [str(rows[0]["dataset"])] if rows[0].get("dataset") else []
+        if rows[0].get("n_images") is not None:
+            about.append(f"{rows[0]['n_images']} images")
+        parts.append(f"### {title}" + (f" — {', '.join(about)}" if about else "") + "\n")
         best: dict[str, float] = {}
         for c in used:
-            values = [r[c] for r in rows if r.get("method") != baseline and _finite(r.get(c))]
+            # +inf counts (PSNR of a perfect output is the best there is); NaN never does
+            values = [_number(r[c]) for r in rows
+                      if r.get("method") != baseline and _comparable(_number(r.get(c)))]
             if values:
                 best[c] = min(values) if c in LOWER_IS_BETTER else max(values)
         header = "| method | " + " | ".join(c.replace("_", " ") for c in used) + " |"
@@ -96,7 +114,7 @@ def markdown_table(
             cells = []
             for c in used:
                 text = _fmt(r.get(c), c)
-                if r.get("method") != baseline and c in best and r.get(c) == best[c]:
+                if r.get("method") != baseline and c in best and _number(r.get(c)) == best[c]:
                     text = f"**{text}**"
                 cells.append(text)
             parts.append(f"| {r.get('method')} | " + " | ".join(cells) + " |")
@@ -104,8 +122,8 @@ def markdown_table(
     return "\n".join(parts)
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
+def _comparable(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
 
 
 def write_results(records: Sequence[dict[str, Any]], out_dir: Path, *, title: str) -> list[Path]:
