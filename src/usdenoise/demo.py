@@ -30,16 +30,17 @@ QUICK = DemoPlan(
 )
 
 
-def _available(name: str) -> bool:
-    """bm3d is an optional extra and the default model may be missing from a dev build."""
+def _unavailable(name: str) -> str | None:
+    """Why a method cannot run here (bm3d is an optional extra, the default model may be
+    missing from a dev build), or None when it can."""
     from usdenoise.denoisers import make_denoiser
     from usdenoise.errors import UsdenoiseError
 
     try:
         make_denoiser(name)
-    except UsdenoiseError:
-        return False
-    return True
+    except UsdenoiseError as exc:
+        return str(exc)
+    return None
 
 
 def train_demo_model(out_dir: Path, plan: DemoPlan) -> Path:
@@ -61,10 +62,13 @@ def run_demo(out_dir: Path, *, quick: bool = False, train: bool = False,
     """Simulate, denoise with every method, evaluate; returns (records, notes)."""
     plan = QUICK if quick else FULL
     notes: list[str] = []
-    names = [m for m in plan.methods if _available(m)]
-    for missing in sorted(set(plan.methods) - set(names)):
-        notes.append(f"{missing} skipped: not available in this installation "
-                     "(bm3d needs `pip install 'usdenoise[bm3d]'`)")
+    names = []
+    for name in plan.methods:
+        reason = _unavailable(name)
+        if reason is None:
+            names.append(name)
+        else:  # the error says what to install or train
+            notes.append(f"{name} skipped: {reason}")
     methods = [MethodSpec("noisy", {}, "noisy")] + [MethodSpec(n, {}, n) for n in names]
     if train:
         start = time.perf_counter()

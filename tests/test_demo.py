@@ -1,0 +1,82 @@
+"""`usdenoise demo` on a tiny plan: outputs, and missing methods become notes, not crashes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import usdenoise.demo as demo
+from usdenoise.cli import main
+from usdenoise.errors import UsdenoiseError
+
+TINY = demo.DemoPlan(phantoms=6, size=32, noises=("rayleigh:0.5",),
+                     methods=("default", "lee", "median"), train_epochs=1)
+WEIGHTS = Path(demo.__file__).parent / "weights" / "default.safetensors"
+
+
+@pytest.fixture
+def tiny_plan(monkeypatch: pytest.MonkeyPatch) -> demo.DemoPlan:
+    monkeypatch.setattr(demo, "QUICK", TINY)
+    return TINY
+
+
+def test_plans_are_sane() -> None:
+    for plan in (demo.QUICK, demo.FULL):
+        assert plan.phantoms >= 10 and plan.size >= 64 and plan.noises
+        assert "lee" in plan.methods and "default" in plan.methods
+    assert demo.QUICK.size <= demo.FULL.size and demo.QUICK.phantoms <= demo.FULL.phantoms
+
+
+def test_run_demo_quick_writes_results(tmp_path: Path, tiny_plan) -> None:
+    out = tmp_path / "demo"
+    records, notes = demo.run_demo(out, quick=True)
+    methods = [r["method"] for r in records]
+    expected = ["noisy", "lee", "median"] + (["default"] if WEIGHTS.is_file() else [])
+    assert sorted(methods) == sorted(expected)
+    assert all(r["level"] == 0.5 and r["data"] == "phantom:6" for r in records)
+    for name in ("results.json", "results.csv", "results.md", "per_image.csv", "splits.json"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "results.json").read_text())[0]["method"] == "noisy"
+    assert (out / "examples" / "rayleigh_0.5.png").is_file()
+    noisy = next(r for r in records if r["method"] == "noisy")
+    assert next(r for r in records if r["method"] == "lee")["psnr"] > noisy["psnr"]
+    if not WEIGHTS.is_file():  # the missing model is a note that says why, not a crash
+        (note,) = [n for n in notes if n.startswith("default skipped")]
+        assert "default.safetensors" in note
+    # a second run into the same folder needs overwrite
+    with pytest.raises(UsdenoiseError, match="--overwrite"):
+        demo.run_demo(out, quick=True)
+    demo.run_demo(out, quick=True, overwrite=True)
+
+
+def test_unavailable_method_becomes_a_note(tmp_path: Path, monkeypatch) -> None:
+    plan = demo.DemoPlan(phantoms=6, size=32, noises=("rayleigh:0.25",),
+                         methods=("lee", "bm3d"), train_epochs=1)
+    monkeypatch.setattr(demo, "QUICK", plan)
+    real = demo._unavailable
+    monkeypatch.setattr(demo, "_unavailable", lambda name: (
+        "bm3d: needs the bm3d extra (pip install 'usdenoise[bm3d]')" if name == "bm3d"
+        else real(name)))
+    records, notes = demo.run_demo(tmp_path / "d", quick=True)
+    assert [r["method"] for r in records] == ["noisy", "lee"]
+    assert notes == ["bm3d skipped: bm3d: needs the bm3d extra (pip install 'usdenoise[bm3d]')"]
+
+
+def test_unavailable_reports_the_reason() -> None:
+    assert demo._unavailable("lee") is None
+    assert "unknown method" in demo._unavailable("no_such_method")
+
+
+def test_cli_demo_prints_table_and_notes(tmp_path: Path, tiny_plan, capsys) -> None:
+    out = tmp_path / "demo"
+    for _ in range(2):  # the command replaces an earlier demo by default
+        with pytest.raises(SystemExit) as exit_info:
+            main(["demo", "--quick", "--out", str(out)])
+        assert exit_info.value.code == 0
+        captured = capsys.readouterr()
+        assert "| lee |" in captured.out and "| noisy |" in captured.out
+        assert f"{out}/results.md" in captured.err.replace("\n", "")
+        if not WEIGHTS.is_file():
+            assert "note: default skipped" in captured.err
