@@ -80,3 +80,28 @@ def test_cli_demo_prints_table_and_notes(tmp_path: Path, tiny_plan, capsys) -> N
         assert f"{out}/results.md" in captured.err.replace("\n", "")
         if not WEIGHTS.is_file():
             assert "note: default skipped" in captured.err
+
+
+def test_train_option_adds_the_trained_model_and_reruns(tmp_path: Path, monkeypatch) -> None:
+    # the demo model trains on 4 x phantoms images in 64 px crops with batches of 16
+    plan = demo.DemoPlan(phantoms=8, size=64, noises=("rayleigh:0.5",), methods=("lee",),
+                         train_epochs=1)
+    monkeypatch.setattr(demo, "QUICK", plan)
+    out = tmp_path / "demo"
+    records, notes = demo.run_demo(out, quick=True, train=True)
+    assert [r["method"] for r in records] == ["noisy", "lee", "diconvae (trained now)"]
+    assert (out / "trained-model" / "model_best.safetensors").is_file()
+    assert any(n.startswith("trained a fast DiConvAE") for n in notes)
+    with pytest.raises(UsdenoiseError, match="--overwrite"):  # refused before training
+        demo.run_demo(out, quick=True, train=True)
+    again, _ = demo.run_demo(out, quick=True, train=True, overwrite=True)  # same seed, same model
+    assert [r["psnr"] for r in again] == pytest.approx([r["psnr"] for r in records], abs=1e-4)
+
+
+def test_overwrite_never_removes_a_foreign_folder(tmp_path: Path, tiny_plan) -> None:
+    out = tmp_path / "demo"
+    (out / "trained-model").mkdir(parents=True)
+    (out / "trained-model" / "notes.txt").write_text("mine")
+    with pytest.raises(UsdenoiseError, match="not a training run"):
+        demo.run_demo(out, quick=True, train=True, overwrite=True)
+    assert (out / "trained-model" / "notes.txt").read_text() == "mine"

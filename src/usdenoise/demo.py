@@ -57,10 +57,31 @@ def train_demo_model(out_dir: Path, plan: DemoPlan) -> Path:
     return Path(fit(config))
 
 
+def _prepare_out_dir(out_dir: Path, *, train: bool, overwrite: bool) -> None:
+    """Refuse an earlier demo's folder without overwrite (before minutes of training); with it,
+    remove the earlier demo's trained model, which training would otherwise refuse to replace."""
+    import shutil
+
+    from usdenoise.errors import UsdenoiseError
+
+    run_dir = out_dir / "trained-model"
+    if not overwrite:
+        for earlier in (out_dir / "results.json", run_dir if train else None):
+            if earlier is not None and earlier.exists():
+                raise UsdenoiseError(f"{earlier}: from an earlier demo (use --overwrite)")
+    elif train and run_dir.exists():
+        markers = ("model.json", "train_state.safetensors")
+        if not any((run_dir / name).is_file() for name in markers):
+            raise UsdenoiseError(f"{run_dir}: exists and is not a training run; not replacing it")
+        shutil.rmtree(run_dir)
+
+
 def run_demo(out_dir: Path, *, quick: bool = False, train: bool = False,
              overwrite: bool = False) -> tuple[list[dict], list[str]]:
     """Simulate, denoise with every method, evaluate; returns (records, notes)."""
     plan = QUICK if quick else FULL
+    out_dir = Path(out_dir)
+    _prepare_out_dir(out_dir, train=train, overwrite=overwrite)
     notes: list[str] = []
     names = []
     for name in plan.methods:
@@ -72,12 +93,12 @@ def run_demo(out_dir: Path, *, quick: bool = False, train: bool = False,
     methods = [MethodSpec("noisy", {}, "noisy")] + [MethodSpec(n, {}, n) for n in names]
     if train:
         start = time.perf_counter()
-        run = train_demo_model(Path(out_dir), plan)
+        run = train_demo_model(out_dir, plan)
         methods.append(MethodSpec("network", {"checkpoint": str(run)}, "diconvae (trained now)"))
         notes.append(f"trained a fast DiConvAE on phantoms in {time.perf_counter() - start:.0f} s")
     settings = EvaluationSettings(
         data=f"phantom:{plan.phantoms}", methods=methods, noises=list(plan.noises),
         size=plan.size, seed=0, examples=2,
     )
-    records = evaluate(settings, Path(out_dir), overwrite=overwrite)
+    records = evaluate(settings, out_dir, overwrite=overwrite)
     return records, notes
