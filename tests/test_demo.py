@@ -105,3 +105,16 @@ def test_overwrite_never_removes_a_foreign_folder(tmp_path: Path, tiny_plan) -> 
     with pytest.raises(UsdenoiseError, match="not a training run"):
         demo.run_demo(out, quick=True, train=True, overwrite=True)
     assert (out / "trained-model" / "notes.txt").read_text() == "mine"
+
+
+def test_example_tiles_have_file_safe_names(tmp_path: Path) -> None:
+    import torch
+
+    from usdenoise.figures import save_example_grid
+
+    image = torch.rand(1, 1, 16, 16)
+    save_example_grid(tmp_path / "grid.png", clean=[image], ids=["a"], title="t",
+                      outputs={"diconvae (trained now)": [image], "lee/7": [image]})
+    assert (tmp_path / "grid.png").is_file()
+    assert sorted(p.name for p in (tmp_path / "grid").iterdir()) == [
+        "a_clean.png", "a_diconvae-trained-now.png", "a_lee-7.png"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -51,7 +52,8 @@ def save_example_grid(
                 axes[row][col].set_title(label, fontsize=9)
             if col == 0:
                 axes[row][col].set_ylabel(image_id, fontsize=8)
-            write_image(tiles_dir / f"{image_id}_{label}.png", image)
+            safe = re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-") or "method"
+            write_image(tiles_dir / f"{image_id}_{safe}.png", image)  # "a (b)" -> "a-b"
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with atomic_write(path) as tmp:
