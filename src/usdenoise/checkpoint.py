@@ -40,7 +40,7 @@ FORMAT_VERSION = 1
 KINDS = ("denoiser", "segmenter")
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".pkl")
 
-#: kind -> function(arch, config) -> nn.Module. Segmentation networks register here later.
+#: kind -> function(arch, config) -> nn.Module.
 BUILDERS: dict[str, Callable[[str, dict[str, Any]], nn.Module]] = {}
 
 
@@ -50,7 +50,14 @@ def _build_denoiser(arch: str, config: dict[str, Any]) -> nn.Module:
     return build_network(arch, **config)
 
 
+def _build_segmenter(arch: str, config: dict[str, Any]) -> nn.Module:
+    from usdenoise.models.segmenters import segmenter_from_config
+
+    return segmenter_from_config(arch, config)
+
+
 BUILDERS["denoiser"] = _build_denoiser
+BUILDERS["segmenter"] = _build_segmenter
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -34,7 +34,7 @@ else:  # Python 3.10: the same parser from PyPI
     import tomli as tomllib
 
 SCHEDULES = ("cosine", "none")
-TASKS = ("denoise",)
+TASKS = ("denoise", "segment")
 
 # settings that may differ between a run and its `--resume` (they do not change the maths)
 RESUMABLE_CHANGES = frozenset(
@@ -49,6 +49,9 @@ class TrainConfig:
     data: str = "phantom"  # data set spec: phantom, hc18:PATH, folder:PATH, ...
     out: str = "run"  # run folder: checkpoints, metrics.csv, loss curve, splits.json
     task: str = "denoise"  # what is trained; one entry of train.TASKS
+    num_classes: int | None = None  # segment: classes incl. background; None: the data set's
+    denoise: str | None = None  # segment: denoiser applied to every input image first
+    denoise_params: dict[str, Any] = field(default_factory=dict)  # its parameters
     arch: str = "diconvae"
     preset: str | None = "fast"
     model: dict[str, Any] = field(default_factory=dict)  # build_network overrides
@@ -104,6 +107,19 @@ class TrainConfig:
             )
         if self.task not in TASKS:
             raise UsdenoiseError(f"{where}: task {self.task!r} is not one of {list(TASKS)}")
+        if self.num_classes is not None and self.num_classes < 2:
+            raise UsdenoiseError(
+                f"{where}: num_classes must be at least 2 (background and one class), "
+                f"got {self.num_classes}"
+            )
+        if self.task != "segment" and (self.num_classes is not None or self.denoise is not None
+                                       or self.denoise_params):
+            raise UsdenoiseError(
+                f"{where}: num_classes, denoise and denoise_params are settings of task "
+                f"'segment', not {self.task!r}"
+            )
+        if self.denoise is None and self.denoise_params:
+            raise UsdenoiseError(f"{where}: denoise_params given without a denoise method")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -162,12 +178,17 @@ def config_from_dict(raw: dict[str, Any], *, where: str = "config") -> TrainConf
 def config_differences(old: dict[str, Any], new: TrainConfig) -> list[str]:
     """`["lr 0.001 -> 0.01", ...]` for settings that must match on `--resume`."""
     new_dict = new.to_dict()
+    defaults = TrainConfig.__new__(TrainConfig)  # keys a run from an older version lacks
+    for f in dataclasses.fields(TrainConfig):
+        setattr(defaults, f.name, f.default_factory() if f.default_factory
+                is not dataclasses.MISSING else f.default)
     out = []
     for key in sorted(set(old) | set(new_dict)):
         if key in RESUMABLE_CHANGES:
             continue
-        if old.get(key) != new_dict.get(key):
-            out.append(f"{key} {old.get(key)!r} -> {new_dict.get(key)!r}")
+        before = old.get(key, getattr(defaults, key, None))
+        if before != new_dict.get(key):
+            out.append(f"{key} {before!r} -> {new_dict.get(key)!r}")
     return out
 
 

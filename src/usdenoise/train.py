@@ -79,6 +79,14 @@ class DenoiseTask:
 
         return parse_loss(self.config.loss, vgg_weights=self.config.vgg_weights)
 
+    def prepare_dataset(self, dataset: Any, indices: list[int]) -> Any:
+        """Hook to check or transform the data set (images `indices` are used); as it is."""
+        return dataset
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """Extra entries for the checkpoint's `meta`."""
+        return {}
+
     def batch(
         self, batch: dict[str, torch.Tensor], generator: torch.Generator, world: World
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,7 +122,7 @@ class DenoiseTask:
         return {"psnr": psnr(output, target), "ssim": ssim(output, target)}
 
 
-TASKS: dict[str, type[DenoiseTask]] = {"denoise": DenoiseTask}
+TASKS: dict[str, type] = {"denoise": DenoiseTask}  # "segment" is added at the end
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,6 +183,7 @@ def _loaders(config: TrainConfig, task: DenoiseTask, world: World, run: Path):
         )
     if not val_ids:
         raise UsdenoiseError(f"{config.data}: the validation split is empty (too few subjects)")
+    dataset = task.prepare_dataset(dataset, train_ids + val_ids)
     cuda = world.device.type == "cuda"
     common = dict(num_workers=config.workers, pin_memory=cuda,
                   persistent_workers=False, batch_size=config.batch_size // world.size)
@@ -391,6 +400,7 @@ def _write_epoch(run, model, config, task, sizes, row, history, progress, improv
     arch_config = dict(getattr(model, "config", {}))
     meta = {"kind": task.checkpoint_kind, "task": task.name, "config": config.to_dict(),
             "epoch": row["epoch"], "metrics": row, "version": __version__,
+            **task.checkpoint_meta(),
             "data": {"spec": config.data, "splits": "splits.json", "images": sizes,
                      "noise": config.noise, "crop": config.crop}}
     save_model(run / f"{MODEL_STEM}.safetensors", model, arch=config.arch,
@@ -425,3 +435,8 @@ def _write_epoch(run, model, config, task, sizes, row, history, progress, improv
 def run_config(run: str | Path) -> dict[str, Any]:
     """The settings the run in `run` was started with, so `--resume RUN` need not repeat them."""
     return load_train_state(Path(run) / STATE_FILE)["config"]
+
+
+from usdenoise.segment import SegmentTask  # noqa: E402  (it uses derive_seed from here)
+
+TASKS["segment"] = SegmentTask

@@ -1,0 +1,105 @@
+"""Segmentation networks: `SEGMENTERS` {name: class with PRESETS}, `build_segmenter`.
+
+Every segmenter maps `x[B,in_channels,H,W]` to logits `[B,num_classes,H,W]` for any H, W and
+keeps its constructor keywords in `.config`, so a checkpoint of kind "segmenter" rebuilds it
+(`checkpoint.BUILDERS["segmenter"]`).
+
+- `segnet`: SegNet written here (`usdenoise.models.segnet`).
+- `unet`: MONAI's residual `UNet` (the strong reference; needs the `seg` extra). The input is
+  padded (replicate) to a multiple of 2**levels and the logits cropped back.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from usdenoise.errors import UsdenoiseError, optional_import
+from usdenoise.models.segnet import SegNet
+
+
+class MonaiUNet(nn.Module):
+    """MONAI `UNet` (residual units, strided convolutions, batch norm) with presets."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {"channels": [32, 64, 128, 256, 512], "num_res_units": 2, "dropout": 0.0},
+        "fast": {"channels": [8, 16, 32, 64], "num_res_units": 1, "dropout": 0.0},
+    }
+    DEFAULT_PRESET: ClassVar[str] = "fast"
+
+    def __init__(self, *, in_channels: int = 1, num_classes: int = 2,
+                 channels: Sequence[int] = (8, 16, 32, 64), num_res_units: int = 1,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        channels = [int(c) for c in channels]
+        if len(channels) < 2 or min(channels) < 1:
+            raise UsdenoiseError(f"unet: channels needs at least two positive widths, got "
+                                 f"{channels}")
+        if in_channels < 1 or num_classes < 2:
+            raise UsdenoiseError(f"unet: need in_channels >= 1 and num_classes >= 2, got "
+                                 f"{in_channels}, {num_classes}")
+        if not 0.0 <= dropout < 1.0:
+            raise UsdenoiseError(f"unet: dropout must be within [0, 1), got {dropout}")
+        nets = optional_import("monai.networks.nets", extra="seg")
+        self.config: dict[str, Any] = {"in_channels": int(in_channels),
+                                       "num_classes": int(num_classes), "channels": channels,
+                                       "num_res_units": int(num_res_units),
+                                       "dropout": float(dropout)}
+        self.multiple = 2 ** (len(channels) - 1)
+        self.net = nets.UNet(spatial_dims=2, in_channels=in_channels, out_channels=num_classes,
+                             channels=channels, strides=[2] * (len(channels) - 1),
+                             num_res_units=num_res_units, norm="BATCH", dropout=dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.multiple, (-w) % self.multiple
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        return self.net(x)[..., :h, :w]
+
+
+SEGMENTERS: dict[str, type[nn.Module]] = {"segnet": SegNet, "unet": MonaiUNet}
+
+
+def build_segmenter(arch: str, preset: str | None = None, **overrides: Any) -> nn.Module:
+    """`build_segmenter("unet", "fast", num_classes=2)`; `preset=None` takes the class default."""
+    key = str(arch).strip().lower()
+    if key not in SEGMENTERS:
+        raise UsdenoiseError(f"unknown segmentation architecture {arch!r} "
+                             f"(known: {', '.join(sorted(SEGMENTERS))})")
+    cls = SEGMENTERS[key]
+    presets: dict[str, dict[str, Any]] = cls.PRESETS  # type: ignore[attr-defined]
+    name = preset if preset is not None else cls.DEFAULT_PRESET  # type: ignore[attr-defined]
+    if name not in presets:
+        raise UsdenoiseError(f"{key}: unknown preset {name!r} (presets: {', '.join(presets)})")
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(overrides) - set(allowed))
+    if unknown:
+        raise UsdenoiseError(f"{key}: unknown option {unknown[0]!r} (options: "
+                             f"{', '.join(allowed)})")
+    kwargs = {**presets[name], **overrides}
+    try:
+        return cls(**kwargs)
+    except UsdenoiseError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise UsdenoiseError(f"{key}: bad configuration {kwargs}: {exc}") from None
+
+
+def segmenter_from_config(arch: str, config: dict[str, Any]) -> nn.Module:
+    """Rebuild from a checkpoint's `config` (the full constructor keywords)."""
+    key = str(arch).strip().lower()
+    if key not in SEGMENTERS:
+        raise UsdenoiseError(f"unknown segmentation architecture {arch!r} "
+                             f"(known: {', '.join(sorted(SEGMENTERS))})")
+    try:
+        return SEGMENTERS[key](**config)
+    except UsdenoiseError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise UsdenoiseError(f"{key}: bad configuration {config}: {exc}") from None
