@@ -233,6 +233,15 @@ def test_segment_train_with_denoiser_and_noise_records_the_inputs(tmp_path: Path
                               "denoise_params": {"window": "3"}}
 
 
+def test_segment_train_resumes_with_the_runs_settings(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert _cli(capsys, "segment", "train", "phantom:12", "--out", run, *TINY)[0] == 0
+    code, _, err = _cli(capsys, "segment", "train", "--resume", run, "--epochs", "2")
+    assert code == 0, err
+    lines = (run / "metrics.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2"]
+
+
 def test_segment_task_in_fit_is_deterministic(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
