@@ -878,3 +878,17 @@ def test_missing_extra_names_it(tmp_path: Path, monkeypatch, module: str, extra:
     monkeypatch.setitem(sys.modules, module, None)  # import now fails
     with pytest.raises(MissingExtraError, match=rf"usdenoise\[{extra}\]"):
         read_image(path)
+
+
+def test_temp_files_get_ordinary_permissions(tmp_path) -> None:
+    """Outputs must not inherit mkstemp's owner-only mode (0600)."""
+    import os
+
+    from usdenoise.io import make_temp_file
+
+    umask = os.umask(0o022)
+    try:
+        path = make_temp_file(tmp_path)
+        assert path.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(umask)

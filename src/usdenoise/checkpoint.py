@@ -24,7 +24,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -87,9 +86,9 @@ def _stem(path: str | os.PathLike[str]) -> Path:
 
 
 def _temp_in(folder: Path, suffix: str) -> Path:
-    fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
-    os.close(fd)
-    return Path(name)
+    from usdenoise.io import make_temp_file
+
+    return make_temp_file(folder, suffix=suffix)
 
 
 def save_model(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -463,6 +464,19 @@ def image_info(path: str | os.PathLike) -> ImageInfo:
 
 
 # ---------------------------------------------------------------------------- writing
+
+
+def make_temp_file(folder: Path, *, prefix: str = ".tmp-", suffix: str = "") -> Path:
+    """An empty temporary file in `folder` with the permissions of an ordinary new file.
+
+    (mkstemp creates files readable by the owner only, which would leak into outputs.)
+    """
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)
+    return Path(name)
 
 
 @contextmanager
