@@ -14,7 +14,8 @@ quality `usdenoise.evaluate` on the test part of the subject split (seed 0) of D
         defaults plus `noisy`. Claims: every filter above `noisy` in PSNR at 0.25; BM3D best or
         within 0.5 dB of the best classic filter at each level.
 
-Writes benchmarks/results/classic.json and classic.md (and the evaluator's files under
+Writes benchmarks/results/classic.json and classic.md (classic_speed.* / classic_quality.*
+with --part; the evaluator's files go under
 benchmarks/results/classic_quality/).
 """
 
@@ -169,9 +170,10 @@ def main() -> None:
                f"({', '.join(f'{k}={v}' for k, v in c.items() if k not in ('claim', 'holds'))})"
                for c in q["claims"]]
     result["machine_after"] = machine()
-    write_json(RESULTS / "classic.json", result)
-    write_text(RESULTS / "classic.md", "\n".join(md) + "\n")
-    print(f"wrote {RESULTS / 'classic.json'} and classic.md "
+    stem = "classic" if args.part == "all" else f"classic_{args.part}"
+    write_json(RESULTS / f"{stem}.json", result)
+    write_text(RESULTS / f"{stem}.md", "\n".join(md) + "\n")
+    print(f"wrote {RESULTS / stem}.json and .md "
           f"(1-min load {result['machine']['load_average_1min']} -> "
           f"{result['machine_after']['load_average_1min']})")
 
