@@ -148,3 +148,19 @@ def test_every_offered_profile_runs_with_a_scalar_sigma(profile: str) -> None:
     out = BM3D(profile=profile).denoise(y)
     assert out.shape == y.shape and bool(torch.isfinite(out).all())
     assert float(out.var()) < float(y.var())
+
+
+def test_noise_estimate_matches_skimage_and_ignores_black_background() -> None:
+    """Same as skimage's estimate on noise everywhere; unbiased by a black sector outside."""
+    import numpy as np
+    from skimage.restoration import estimate_sigma
+
+    from usdenoise.classic.bm3d import estimate_noise_sigma
+
+    rng = np.random.default_rng(0)
+    noisy = 0.5 + 0.1 * rng.standard_normal((128, 128))
+    assert abs(estimate_noise_sigma(noisy) - estimate_sigma(noisy)) < 1e-6
+    half_black = noisy.copy()
+    half_black[:, :64] = 0.0
+    assert abs(estimate_noise_sigma(half_black) - 0.1) < 0.01  # skimage's gives about 0.06
+    assert estimate_noise_sigma(np.full((32, 32), 0.3)) == 0.0

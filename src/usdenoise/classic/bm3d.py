@@ -27,8 +27,6 @@ The `bm3d` package is free for non-commercial use only; it is the optional extra
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 
@@ -40,17 +38,22 @@ LOG_OFFSET = 1.0 / 255.0
 
 
 def estimate_noise_sigma(image: np.ndarray) -> float:
-    """Noise standard deviation of a 2-D image: MAD of the finest wavelet band / 0.6745.
+    """Noise standard deviation of a 2-D image: MAD of the finest (diagonal) wavelet band.
 
-    (`skimage.restoration.estimate_sigma`; needs PyWavelets, not the bm3d package.) An image
-    whose finest band is all zero (a constant image) has no measurable noise: 0, not NaN.
+    As `skimage.restoration.estimate_sigma` (Donoho's median / 0.6745 of the db2 `dd` band),
+    except that coefficients that are zero are left out: ultrasound images have large black
+    areas outside the sector, which carry no noise and otherwise pull the median towards 0
+    (on HC18 with Rayleigh 0.5 speckle the plain estimate is 0.20 against a true 0.33). A
+    constant image has no measurable noise: 0.
     """
-    from skimage.restoration import estimate_sigma
+    import pywt
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # empty median -> NaN, handled below
-        sigma = float(estimate_sigma(image))
-    return sigma if np.isfinite(sigma) else 0.0
+    detail = np.abs(pywt.dwtn(np.asarray(image, dtype=np.float64), "db2")["dd"])
+    scale = float(detail.max(initial=0.0))
+    detail = detail[detail > 1e-9 * max(scale, 1.0)]
+    if detail.size == 0:
+        return 0.0
+    return float(np.median(detail) / 0.6744897501960817)
 
 
 class BM3D(Denoiser):
