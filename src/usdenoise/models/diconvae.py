@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from usdenoise.errors import UsdenoiseError
+from usdenoise.models.space_to_depth import fold, unfold
 
 RESIDUAL_MODES = ("none", "speckle", "log")
 LOG_EPS = 1e-2
@@ -183,16 +184,8 @@ class DiConvAE(nn.Module):
 
     def _body(self, x: torch.Tensor) -> torch.Tensor:
         """Encoder, decoder and head, at 1/shuffle resolution when space-to-depth is on."""
-        s = self.shuffle
-        if s == 1:
-            return self.head(self.decoder(self.encoder(x)))
-        h, w = x.shape[-2:]
-        pad_h, pad_w = (-h) % s, (-w) % s
-        if pad_h or pad_w:
-            mode = "reflect" if min(h, w) > max(pad_h, pad_w) else "replicate"
-            x = nn.functional.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        y = self.head(self.decoder(self.encoder(nn.functional.pixel_unshuffle(x, s))))
-        return nn.functional.pixel_shuffle(y, s)[..., :h, :w]
+        folded = fold(x, self.shuffle)
+        return unfold(self.head(self.decoder(self.encoder(folded))), self.shuffle, x.shape[-2:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.residual == "log":

@@ -4,7 +4,8 @@ Each level has two 3 x 3 Conv+BatchNorm+ReLU layers; down-sampling by 2 x 2 max-
 up-sampling by bilinear interpolation followed by a 1 x 1 conv, then concatenation with the
 skip connection. The input is padded (replicate) up to a multiple of 2**levels and the output
 cropped back, so any H x W works. With ``residual=True`` (default) the net predicts the noise
-and returns ``x - noise``; otherwise a sigmoid output in [0, 1].
+and returns ``x - noise``; otherwise a sigmoid output in [0, 1]. ``shuffle=2`` folds the image
+into 4 half-resolution sub-images first (space-to-depth, as in FFDNet): 4x less work per pixel.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from usdenoise.errors import UsdenoiseError
+from usdenoise.models.space_to_depth import fold, unfold
 
 
 def _double_conv(cin: int, cout: int) -> nn.Sequential:
@@ -33,13 +35,14 @@ class UNet(nn.Module):
     """`forward(x[B,1,H,W]) -> [B,1,H,W]`, any H, W."""
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "paper": {"channels": 32, "levels": 3, "residual": True, "in_channels": 1},
-        "fast": {"channels": 8, "levels": 3, "residual": True, "in_channels": 1},
+        "paper": {"channels": 32, "levels": 3, "residual": True, "in_channels": 1, "shuffle": 1},
+        "fast": {"channels": 8, "levels": 3, "residual": True, "in_channels": 1, "shuffle": 1},
     }
     DEFAULT_PRESET: ClassVar[str] = "fast"
 
     def __init__(
-        self, *, channels: int = 8, levels: int = 3, residual: bool = True, in_channels: int = 1
+        self, *, channels: int = 8, levels: int = 3, residual: bool = True, in_channels: int = 1,
+        shuffle: int = 1,
     ) -> None:
         super().__init__()
         if levels < 1 or channels < 1:
@@ -52,9 +55,13 @@ class UNet(nn.Module):
             "levels": int(levels),
             "residual": bool(residual),
             "in_channels": int(in_channels),
+            "shuffle": int(shuffle),
         }
+        if shuffle not in (1, 2, 4):
+            raise UsdenoiseError(f"unet: shuffle must be 1, 2 or 4, got {shuffle}")
+        folded = in_channels * shuffle * shuffle
         widths = [channels * 2**i for i in range(levels + 1)]
-        self.inc = _double_conv(in_channels, widths[0])
+        self.inc = _double_conv(folded, widths[0])
         self.down = nn.ModuleList(_double_conv(widths[i], widths[i + 1]) for i in range(levels))
         self.up_proj = nn.ModuleList(
             nn.Conv2d(widths[i + 1], widths[i], 1) for i in reversed(range(levels))
@@ -62,17 +69,14 @@ class UNet(nn.Module):
         self.up = nn.ModuleList(
             _double_conv(2 * widths[i], widths[i]) for i in reversed(range(levels))
         )
-        self.head = nn.Conv2d(widths[0], in_channels, 1)
+        self.head = nn.Conv2d(widths[0], folded, 1)
         if residual:
             nn.init.normal_(self.head.weight, std=1e-3)
             nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        m = 2 ** self.config["levels"]
-        ph, pw = (-h) % m, (-w) % m
-        xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
-        skips = [self.inc(xp)]
+        shuffle = self.config["shuffle"]
+        skips = [self.inc(fold(x, shuffle, multiple=2 ** self.config["levels"]))]
         for down in self.down:
             skips.append(down(F.max_pool2d(skips[-1], 2)))
         y = skips.pop()
@@ -80,7 +84,7 @@ class UNet(nn.Module):
             skip = skips.pop()
             y = proj(F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False))
             y = up(torch.cat([skip, y], dim=1))
-        y = self.head(y)[..., :h, :w]
+        y = unfold(self.head(y), shuffle, x.shape[-2:])
         if self.config["residual"]:
             return x - y
         return torch.sigmoid(y)

@@ -1,4 +1,4 @@
-"""Space-to-depth DiConvAE: same size out, cheaper, and equal to an explicit fold/unfold."""
+"""Space-to-depth (shuffle) networks: same size out, and equal to an explicit fold/unfold."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from usdenoise.models.tiling import denoise_tiled
 
 @pytest.mark.parametrize("shape", [(32, 32), (37, 50), (5, 9)])
 @pytest.mark.parametrize("shuffle", [2, 4])
-def test_any_size_comes_back_unchanged(shape: tuple[int, int], shuffle: int) -> None:
-    net = build_network("diconvae", channels=4, shuffle=shuffle, residual="speckle").eval()
+@pytest.mark.parametrize("arch", ["diconvae", "unet"])
+def test_any_size_comes_back_unchanged(shape: tuple[int, int], shuffle: int, arch: str) -> None:
+    extra = {"residual": "speckle"} if arch == "diconvae" else {}
+    net = build_network(arch, channels=4, shuffle=shuffle, **extra).eval()
     assert net(torch.rand(2, 1, *shape)).shape == (2, 1, *shape)
 
 
@@ -38,6 +40,7 @@ def test_receptive_field_scales_and_tiling_stays_exact() -> None:
         )
 
 
-def test_bad_shuffle_rejected() -> None:
+@pytest.mark.parametrize("arch", ["diconvae", "unet"])
+def test_bad_shuffle_rejected(arch: str) -> None:
     with pytest.raises(UsdenoiseError, match="shuffle must be 1, 2 or 4"):
-        build_network("diconvae", shuffle=3)
+        build_network(arch, shuffle=3)
