@@ -13,6 +13,7 @@ def _first_line(obj: object) -> str:
 # (family title, module, registry attribute); a module that does not exist yet is skipped
 _FAMILIES = [
     ("Denoisers", "usdenoise.denoisers", "DENOISERS"),
+    ("Segmenters", "usdenoise.models.segmenters", "SEGMENTERS"),
     ("Noise models", "usdenoise.speckle", "NOISES"),
     ("Metrics", "usdenoise.metrics", "METRICS"),
     ("Losses", "usdenoise.losses", "LOSSES"),
