@@ -40,6 +40,12 @@ def to_display(envelope: torch.Tensor, dynamic_range_db: float | torch.Tensor) -
     return 1.0 + 20.0 * torch.log10(envelope) / dynamic_range_db
 
 
+def _draw(sampler, shape, generator, device, dtype) -> torch.Tensor:
+    """Sample where the generator lives (a CPU generator stays valid for CUDA inputs)."""
+    where = generator.device if generator is not None else device
+    return sampler(shape, generator=generator, device=where, dtype=dtype).to(device)
+
+
 def uniform(
     shape: tuple[int, ...],
     generator: torch.Generator | None,
@@ -47,8 +53,7 @@ def uniform(
     dtype: torch.dtype,
 ) -> torch.Tensor:
     """U[0, 1) drawn from `generator` (on the generator's own device), moved to `device`."""
-    where = generator.device if generator is not None else device
-    return torch.rand(shape, generator=generator, device=where, dtype=dtype).to(device)
+    return _draw(torch.rand, shape, generator, device, dtype)
 
 
 def normal(
@@ -58,8 +63,7 @@ def normal(
     dtype: torch.dtype,
 ) -> torch.Tensor:
     """N(0, 1) drawn from `generator` (on the generator's own device), moved to `device`."""
-    where = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=where, dtype=dtype).to(device)
+    return _draw(torch.randn, shape, generator, device, dtype)
 
 
 def exponential(
