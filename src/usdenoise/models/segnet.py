@@ -34,6 +34,10 @@ def _conv_block(cin: int, cout: int, count: int) -> nn.Sequential:
 class SegNet(nn.Module):
     """`forward(x[B,in_channels,H,W]) -> logits[B,num_classes,H,W]`."""
 
+    summary: ClassVar[str] = (
+        "SegNet (Badrinarayanan et al.): VGG-style encoder, max-pool indices drive the decoder"
+    )
+
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {"channels": [64, 128, 256, 512, 512], "convs": [2, 2, 3, 3, 3]},
         "fast": {"channels": [8, 16, 32], "convs": [2, 2, 2]},
