@@ -177,6 +177,7 @@ def _mean(values: list[float | None]) -> float | None:
 
 def evaluate(settings: EvaluationSettings, out_dir: Path, *, overwrite: bool = False) -> list[dict]:
     """Run the benchmark and write results.json/csv/md, per_image.csv and example figures."""
+    from usdenoise.io import publish_folder
     from usdenoise.report import write_results
 
     out_dir = Path(out_dir)
@@ -199,11 +200,7 @@ def evaluate(settings: EvaluationSettings, out_dir: Path, *, overwrite: bool = F
         from usdenoise.report import records_to_csv, write_text_atomic
 
         write_text_atomic(staging / "per_image.csv", records_to_csv(per_image))
-        for item in staging.iterdir():  # publish only once everything is written
-            target = out_dir / item.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            item.replace(target)
+        publish_folder(staging, out_dir)
         published = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -466,6 +466,22 @@ def image_info(path: str | os.PathLike) -> ImageInfo:
 # ---------------------------------------------------------------------------- writing
 
 
+def publish_folder(staging: Path, out_dir: Path) -> None:
+    """Move every entry of a finished staging folder into `out_dir`, replacing what is there.
+
+    Commands write their whole output into a staging folder first, so a failure part-way
+    leaves nothing behind; this is the last step, run only once everything is written.
+    """
+    import shutil
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    for item in Path(staging).iterdir():
+        target = Path(out_dir) / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        item.replace(target)
+
+
 def make_temp_file(folder: Path, *, prefix: str = ".tmp-", suffix: str = "") -> Path:
     """An empty temporary file in `folder` with the permissions of an ordinary new file.
 

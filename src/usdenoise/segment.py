@@ -562,7 +562,7 @@ def evaluate_segmenter(settings: SegmentEvaluation, out_dir: str | Path, *,
     Returns (records, notes)."""
     from usdenoise.data import load_dataset
     from usdenoise.data.transforms import resize_image
-    from usdenoise.io import write_image, write_mask
+    from usdenoise.io import publish_folder, write_image, write_mask
     from usdenoise.report import records_to_csv, records_to_json, write_text_atomic
 
     out_dir = Path(out_dir)
@@ -636,11 +636,7 @@ def evaluate_segmenter(settings: SegmentEvaluation, out_dir: str | Path, *,
         write_text_atomic(staging / "results.csv", records_to_csv(records))
         write_text_atomic(staging / "results.md", _records_markdown(records, notes))
         write_text_atomic(staging / "per_image.csv", records_to_csv(per_image))
-        for item in staging.iterdir():  # publish only once everything is written
-            target = out_dir / item.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            item.replace(target)
+        publish_folder(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     for note in notes:

@@ -28,7 +28,7 @@ def simulate(
     `manifest.json`. Everything goes to a staging folder first, so a failure leaves nothing.
     """
     from usdenoise.data import load_dataset
-    from usdenoise.io import write_image, write_mask
+    from usdenoise.io import publish_folder, write_image, write_mask
     from usdenoise.report import write_text_atomic
     from usdenoise.speckle import make_noise
 
@@ -72,12 +72,7 @@ def simulate(
             (staging / "masks").rmdir()
         manifest = {"data": data, "noise": noise, "seed": seed, "size": size, "images": entries}
         write_text_atomic(staging / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for item in staging.iterdir():
-            target = out_dir / item.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            item.replace(target)
+        publish_folder(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
