@@ -133,17 +133,21 @@ def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
 
     Unknown keys and values of the wrong type are one-line errors naming the file and key.
     """
+    return config_from_dict({**read_toml(path), **overrides}, where=str(path))
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file as a dict; a missing, unreadable or malformed file is a one-line error."""
     path = Path(path)
     try:
         with path.open("rb") as handle:
-            raw = tomllib.load(handle)
+            return tomllib.load(handle)
     except FileNotFoundError:
         raise UsdenoiseError(f"{path}: config file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsdenoiseError(f"{path}: not valid TOML ({exc})") from None
     except OSError as exc:
         raise UsdenoiseError(f"{path}: cannot read ({exc.strerror})") from None
-    return config_from_dict({**raw, **overrides}, where=str(path))
 
 
 def config_from_dict(raw: dict[str, Any], *, where: str = "config") -> TrainConfig:

@@ -700,7 +700,7 @@ def segment_train_config(given: dict[str, Any], *, config: str | Path | None = N
     The crop defaults to the whole image (`image_size`); on `--resume` the run's settings
     are the base.
     """
-    from usdenoise.config import config_from_dict, tomllib
+    from usdenoise.config import config_from_dict, read_toml
 
     if resume is not None:
         from usdenoise.train import run_config
@@ -713,15 +713,8 @@ def segment_train_config(given: dict[str, Any], *, config: str | Path | None = N
     raw: dict[str, Any] = {}
     where = "command line"
     if config is not None:
-        path = Path(config)
-        try:
-            with path.open("rb") as handle:
-                raw = tomllib.load(handle)
-        except FileNotFoundError:
-            raise UsdenoiseError(f"{path}: config file not found") from None
-        except (tomllib.TOMLDecodeError, OSError) as exc:
-            raise UsdenoiseError(f"{path}: cannot read as TOML ({exc})") from None
-        where = str(path)
+        raw = read_toml(config)
+        where = str(config)
     merged = {**SEGMENT_DEFAULTS, **raw, **given}
     if merged.get("task") != "segment":
         raise UsdenoiseError(f"{where}: task {merged.get('task')!r}: segment train trains "
