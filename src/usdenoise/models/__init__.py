@@ -28,12 +28,17 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
 def build_network(arch: str, preset: str | None = None, **overrides: Any) -> nn.Module:
     """Build `arch` from a preset (default: the class's `DEFAULT_PRESET`, i.e. "fast"),
     with keyword overrides (`build_network("diconvae", "fast", dropout=0.0)`)."""
+    return build_from_registry(ARCHITECTURES, arch, preset, overrides, what="architecture")
+
+
+def build_from_registry(registry: dict[str, type[nn.Module]], arch: str, preset: str | None,
+                        overrides: dict[str, Any], *, what: str) -> nn.Module:
+    """Look `arch` up, start from its preset, apply checked overrides; every problem is a
+    one-line error (shared by the denoising and the segmentation networks)."""
     key = str(arch).strip().lower()
-    if key not in ARCHITECTURES:
-        raise UsdenoiseError(
-            f"unknown architecture {arch!r} (known: {', '.join(sorted(ARCHITECTURES))})"
-        )
-    cls = ARCHITECTURES[key]
+    if key not in registry:
+        raise UsdenoiseError(f"unknown {what} {arch!r} (known: {', '.join(sorted(registry))})")
+    cls = registry[key]
     presets: dict[str, dict[str, Any]] = getattr(cls, "PRESETS", {})
     name = preset if preset is not None else getattr(cls, "DEFAULT_PRESET", None)
     if name is not None and name not in presets:

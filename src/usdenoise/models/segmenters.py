@@ -11,7 +11,6 @@ keeps its constructor keywords in `.config`, so a checkpoint of kind "segmenter"
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -68,27 +67,10 @@ SEGMENTERS: dict[str, type[nn.Module]] = {"segnet": SegNet, "unet": MonaiUNet}
 
 def build_segmenter(arch: str, preset: str | None = None, **overrides: Any) -> nn.Module:
     """`build_segmenter("unet", "fast", num_classes=2)`; `preset=None` takes the class default."""
-    key = str(arch).strip().lower()
-    if key not in SEGMENTERS:
-        raise UsdenoiseError(f"unknown segmentation architecture {arch!r} "
-                             f"(known: {', '.join(sorted(SEGMENTERS))})")
-    cls = SEGMENTERS[key]
-    presets: dict[str, dict[str, Any]] = cls.PRESETS  # type: ignore[attr-defined]
-    name = preset if preset is not None else cls.DEFAULT_PRESET  # type: ignore[attr-defined]
-    if name not in presets:
-        raise UsdenoiseError(f"{key}: unknown preset {name!r} (presets: {', '.join(presets)})")
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    unknown = sorted(set(overrides) - set(allowed))
-    if unknown:
-        raise UsdenoiseError(f"{key}: unknown option {unknown[0]!r} (options: "
-                             f"{', '.join(allowed)})")
-    kwargs = {**presets[name], **overrides}
-    try:
-        return cls(**kwargs)
-    except UsdenoiseError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise UsdenoiseError(f"{key}: bad configuration {kwargs}: {exc}") from None
+    from usdenoise.models import build_from_registry
+
+    return build_from_registry(SEGMENTERS, arch, preset, overrides,
+                               what="segmentation architecture")
 
 
 def segmenter_from_config(arch: str, config: dict[str, Any]) -> nn.Module:
