@@ -39,3 +39,35 @@ def test_parse_params() -> None:
 def test_wrong_shape_rejected() -> None:
     with pytest.raises(UsdenoiseError, match="expected a \\[B, 1, H, W\\]"):
         make_denoiser("noisy").denoise(torch.rand(8, 8))
+
+
+# --- strength: alpha * denoised + (1 - alpha) * input, for every method -----------------------
+
+
+def test_strength_blends_output_and_input_exactly() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 1, 24, 24, generator=g)
+    full = make_denoiser("median", window=5).denoise(x)
+    half = make_denoiser("median", window=5, strength="0.25").denoise(x)
+    torch.testing.assert_close(half, 0.25 * full + 0.75 * x, atol=1e-6, rtol=0)
+
+
+def test_strength_zero_returns_input_and_one_the_method() -> None:
+    x = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(make_denoiser("lee", strength=0).denoise(x), x)
+    torch.testing.assert_close(make_denoiser("lee", strength=1).denoise(x),
+                               make_denoiser("lee").denoise(x))
+
+
+def test_strength_is_reported_in_config_and_range_checked() -> None:
+    d = make_denoiser("gaussian", sigma=2, strength=0.5)
+    assert d.name == "gaussian" and d.config["strength"] == 0.5 and d.config["sigma"] == 2
+    with pytest.raises(UsdenoiseError, match="strength: 1.5 is above the maximum"):
+        make_denoiser("gaussian", strength=1.5)
+
+
+def test_lower_strength_changes_the_image_less() -> None:
+    x = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(2))
+    change = [float((make_denoiser("gaussian", sigma=2, strength=a).denoise(x) - x).abs().mean())
+              for a in (0.0, 0.3, 0.6, 1.0)]
+    assert change == sorted(change) and change[0] == 0.0
