@@ -49,6 +49,10 @@ def list_command() -> None:
         for name, description in entries:
             table.add_row(name, description)
         out.print(table)
+        if family == "Denoisers":
+            from usdenoise.denoisers import STRENGTH
+
+            out.print(f"every denoiser also takes {STRENGTH.describe()}")
 
 
 @app.command()
