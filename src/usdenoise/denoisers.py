@@ -43,15 +43,18 @@ class Blended(Denoiser):
 def make_denoiser(name: str, **params: Any) -> Denoiser:
     """Build a registered denoiser by name; parameters may be strings from the command line.
 
-    `strength` (any method) wraps the result in `Blended`.
+    `strength` wraps a method that has no such parameter of its own in `Blended`.
     """
     key = name.strip().lower()
     if key not in DENOISERS:
         raise UsdenoiseError(
             f"unknown method {name!r} (known: {', '.join(sorted(DENOISERS))})"
         )
+    cls = DENOISERS[key]
+    if any(p.name == "strength" for p in cls.params):  # the networks blend by themselves
+        return cls(**params)
     strength = params.pop("strength", None)
-    denoiser = DENOISERS[key](**params)
+    denoiser = cls(**params)
     return denoiser if strength is None else Blended(denoiser, strength)
 
 
