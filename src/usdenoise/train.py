@@ -213,11 +213,15 @@ class _Progress:
     bad_epochs: int = 0
 
 
-def fit(config: TrainConfig) -> Path:
-    """Train `config.task`; returns the best checkpoint, `RUN/model_best.safetensors`."""
+def fit(config: TrainConfig, *, task: Any = None) -> Path:
+    """Train `config.task`; returns the best checkpoint, `RUN/model_best.safetensors`.
+
+    `task`: a task object built by the caller (e.g. a `SegmentTask` whose input images the
+    study already processed) instead of `TASKS[config.task](config)`.
+    """
     world = start(config.device)
     try:
-        best = _fit(config, world)
+        best = _fit(config, world, task)
     except torch.OutOfMemoryError:
         stop(world, clean=False)
         raise UsdenoiseError(
@@ -231,7 +235,7 @@ def fit(config: TrainConfig) -> Path:
     return best
 
 
-def _fit(config: TrainConfig, world: World) -> Path:
+def _fit(config: TrainConfig, world: World, task: Any = None) -> Path:
     run = Path(config.resume or config.out)
     if config.task not in TASKS:
         raise UsdenoiseError(f"task {config.task!r} is not one of {sorted(TASKS)}")
@@ -246,7 +250,8 @@ def _fit(config: TrainConfig, world: World) -> Path:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
-    task = TASKS[config.task](config)
+    if task is None:
+        task = TASKS[config.task](config)
     torch.manual_seed(config.seed)
     model = task.build_model().to(device)  # before the optimizer, so its state follows
     if config.channels_last:
