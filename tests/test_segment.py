@@ -325,6 +325,18 @@ def test_denoiser_checkpoint_given_as_segmenter_and_back(tmp_path: Path, capsys)
     assert code == 2 and "is a segmenter, not a denoiser" in err
 
 
+def test_segmenter_given_as_the_denoiser_of_segment_evaluate(tmp_path: Path, capsys) -> None:
+    net = build_segmenter("segnet", "fast", channels=[4, 4, 4])
+    save_model(tmp_path / "seg" / "model_best", net, arch="segnet", arch_config=net.config,
+               kind="segmenter", meta={"class_names": ["background", "head"], "image_size": 32})
+    code, _, err = _cli(capsys, "segment", "evaluate", "phantom:12", "--model", tmp_path / "seg",
+                        "--denoise-model", tmp_path / "seg", "--out", tmp_path / "e",
+                        "--split", "all")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "model_best.safetensors: checkpoint is a segmenter, not a denoiser" in err
+    assert not (tmp_path / "e").exists()  # refused before anything is written
+
+
 def test_empty_prediction_and_missing_pixel_size_are_reported(tmp_path: Path, capsys) -> None:
     net = build_segmenter("segnet", "fast", channels=[4, 4, 4])
     with torch.no_grad():  # always background

@@ -318,6 +318,9 @@ def segment_evaluate(
     seed: int | None = typer.Option(None, help="speckle/split seed (default: the run's)"),
     examples: int = typer.Option(4, help="coloured overlays to write"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    classes: str | None = typer.Option(
+        None, help="model classes to evaluate, e.g. head (others count as background); "
+        "default: every class matched by name to the data's (head ~ fetal_head)"),
     overwrite: bool = typer.Option(False, help="replace existing results in --out"),
 ) -> None:
     """Segment images with a trained model: Dice, IoU, HD95, area bias, HC error."""
@@ -326,7 +329,8 @@ def segment_evaluate(
     method, params = _denoise_choice(denoise, denoise_model, denoise_param, "--denoise-model")
     settings = SegmentEvaluation(
         data=data, model=str(model), noise=noise, denoise=method, denoise_params=params,
-        split=split, size=size, limit=limit, seed=seed, examples=examples, device=device)
+        split=split, size=size, limit=limit, seed=seed, examples=examples, device=device,
+        classes=classes)
     records, _ = evaluate_segmenter(settings, out, overwrite=overwrite)
     def show(value: float | None, spec: str = ".4f") -> str:
         return "–" if value is None else format(value, spec)

@@ -16,6 +16,10 @@ surface distances; mm where the pixel size is known), area bias (predicted area 
 (`cv2.fitEllipse`) fitted, in mm coordinates, to the pixel-edge border of the largest
 connected head region, Ramanujan's perimeter, absolute difference to the reference HC.
 
+A model evaluated on a data set with other class names (HC18's head on PSFHS's fetal head)
+is measured on the classes matched by name (`usdenoise.class_mapping`); data classes without
+a counterpart count as background, and the notes say so.
+
 Conventions: Dice/IoU/HD95/area bias of a class absent from both the truth and the
 prediction are undefined (NaN) and left out of means; HD95 with one side empty is NaN too
 (counted in `n_missing_hd95`). An empty head prediction makes the HC error missing, counted
@@ -38,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from usdenoise.class_mapping import ClassMapping, map_classes
 from usdenoise.data.phantom import ellipse_perimeter  # Ramanujan's perimeter
 from usdenoise.errors import UsdenoiseError, optional_import
 
@@ -300,8 +305,9 @@ def _sample_name(sample: dict[str, Any]) -> str:
     return str(sample.get("source") or sample.get("id") or "image")
 
 
-def check_sample(sample: dict[str, Any], class_names: Sequence[str], *, what: str) -> None:
-    """A sample must have a mask whose classes the model knows."""
+def check_sample(sample: dict[str, Any], class_names: Sequence[str], *, what: str,
+                 owner: str = "the model") -> None:
+    """A sample must have a mask whose classes `owner` (the model, or the data set) knows."""
     if not isinstance(sample.get("mask"), torch.Tensor):
         raise UsdenoiseError(
             f"{_sample_name(sample)}: image {sample.get('id')!r} has no mask; {what} needs an "
@@ -309,7 +315,7 @@ def check_sample(sample: dict[str, Any], class_names: Sequence[str], *, what: st
     top = int(sample["mask"].max()) if sample["mask"].numel() else 0
     if top >= len(class_names) or int(sample["mask"].min()) < 0:
         raise UsdenoiseError(
-            f"{_sample_name(sample)}: mask holds class {top}, but the model has "
+            f"{_sample_name(sample)}: mask holds class {top}, but {owner} has "
             f"{len(class_names)} classes ({', '.join(class_names)})")
 
 
@@ -489,6 +495,7 @@ class SegmentEvaluation:
     seed: int | None = None  # speckle and split seed; None: the run's
     examples: int = 4  # coloured overlays written
     device: str = "auto"
+    classes: str | None = None  # model classes to evaluate ("head,..."); None/"auto": by name
 
 
 SEGMENT_COLUMNS = ("dice", "iou", "hd95", "area_bias", "hc_abs_error_mm", "n_missing_hc")
@@ -555,6 +562,20 @@ def _split_indices(settings: SegmentEvaluation, dataset: Any, run: Path,
     return indices[: settings.limit] if settings.limit is not None else indices
 
 
+def _class_mapping(settings: SegmentEvaluation, sidecar: dict[str, Any],
+                   data_names: tuple[str, ...]) -> ClassMapping:
+    """The model's classes matched to the data's by name (`usdenoise.class_mapping`)."""
+    names = tuple(str(n) for n in sidecar.get("meta", {}).get("class_names") or ())
+    n_model = int(sidecar["config"].get("num_classes", len(names) or 2))
+    if not names:  # an unnamed model: by index when the counts agree, else HC18's names
+        names = data_names if len(data_names) == n_model else ("background", "head")
+    if len(names) != n_model:
+        raise UsdenoiseError(f"--model {settings.model}: checkpoint names {len(names)} classes "
+                             f"({', '.join(names)}) but predicts {n_model}")
+    return map_classes(names, data_names, classes=settings.classes, data_label=settings.data,
+                       model_label=str(settings.model))
+
+
 def evaluate_segmenter(settings: SegmentEvaluation, out_dir: str | Path, *,
                        overwrite: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
     """Predict and measure; writes results.json/csv/md, per_image.csv, masks/<id>.png (class
@@ -575,17 +596,14 @@ def evaluate_segmenter(settings: SegmentEvaluation, out_dir: str | Path, *,
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model, sidecar = load_segmenter(settings.model, device=device)
     meta = sidecar.get("meta", {})
-    class_names = tuple(meta.get("class_names") or ("background", "head"))
-    n_model = int(sidecar["config"].get("num_classes", len(class_names)))
     run_config = meta.get("config", {})
     seed = settings.seed if settings.seed is not None else int(run_config.get("seed", 0))
     model_size = meta.get("image_size", run_config.get("image_size"))
     dataset = load_dataset(settings.data, size=settings.size)
     data_names = tuple(str(n) for n in dataset.class_names)
-    if len(data_names) != n_model:
-        raise UsdenoiseError(
-            f"{settings.data}: masks have {len(data_names)} classes ({', '.join(data_names)}), "
-            f"but the model {settings.model} predicts {n_model} ({', '.join(class_names)})")
+    mapping = _class_mapping(settings, sidecar, data_names)
+    class_names = mapping.names  # what is measured: background + the evaluated classes
+    data_label = str(getattr(dataset, "name", settings.data.split(":")[0]))
     run = resolve_segmenter(settings.model).parent
     indices = _split_indices(settings, dataset, run, sidecar, seed)
     pipeline = InputPipeline(noise=settings.noise, denoise=settings.denoise,
@@ -608,7 +626,8 @@ def evaluate_segmenter(settings: SegmentEvaluation, out_dir: str | Path, *,
             task = bar.add_task("segment", total=len(indices), status=pipeline.label)
             for k, index in enumerate(indices):
                 sample = dataset[index]
-                check_sample(sample, class_names, what="segment evaluate")
+                check_sample(sample, data_names, what="segment evaluate",
+                             owner="the model" if mapping.identity else settings.data)
                 image = sample["image"]
                 size = tuple(image.shape[-2:])
                 x = resize_image(image, model_size) if model_size else image
@@ -616,20 +635,24 @@ def evaluate_segmenter(settings: SegmentEvaluation, out_dir: str | Path, *,
                 started = time.perf_counter()
                 pred = predict(model, x[None], out_size=size)[0]
                 seconds += time.perf_counter() - started
-                values = image_metrics(pred, sample["mask"], class_names=class_names,
+                measured, truth = mapping.prediction(pred), mapping.truth(sample["mask"])
+                values = image_metrics(measured, truth, class_names=class_names,
                                        spacing_mm=sample.get("spacing_mm"),
                                        hc_mm=sample.get("hc_mm"))
                 name = str(sample["id"]).replace("/", "_").replace("\\", "_")
-                write_mask(staging / "masks" / f"{name}.png", pred)
+                write_mask(staging / "masks" / f"{name}.png", pred)  # the model's own classes
                 if k < settings.examples:
                     shown = resize_image(x, size) if tuple(x.shape[-2:]) != size else x
                     write_image(staging / "overlays" / f"{name}.png",
-                                overlay(shown, pred, sample["mask"]))
+                                overlay(shown, measured, truth))
                 rows.append({"id": sample["id"], "subject": sample.get("subject"),
                              "spacing_mm": sample.get("spacing_mm"), **values})
                 bar.advance(task)
         records, notes = _summarise(rows, settings, sidecar, dataset, pipeline, class_names,
                                     seconds)
+        if not mapping.identity:
+            records[0].update(mapping.describe())
+            notes = mapping.notes(data_label) + notes
         per_image = [{"method": pipeline.label, "noise": pipeline.noise_spec,
                       **{k: v for k, v in r.items() if k != "spacing_mm"}} for r in rows]
         write_text_atomic(staging / "results.json", records_to_json(records))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from psfhs_fixtures import psfhs_labels as _labels
+from psfhs_fixtures import write_psfhs_case as _write
 
 from usdenoise import io as usio
 from usdenoise.data import load_dataset
@@ -13,27 +15,6 @@ sitk = pytest.importorskip("SimpleITK")
 needs_mha_reader = pytest.mark.skipif(
     ".mha" not in usio.IMAGE_SUFFIXES, reason="usdenoise.io cannot read MetaImage (.mha) yet"
 )
-
-
-def _labels(h=48, w=64):
-    lab = np.zeros((h, w), np.uint8)
-    lab[30:40, 10:20] = 1  # pubic symphysis
-    yy, xx = np.mgrid[:h, :w]
-    lab[((yy - 18) / 12.0) ** 2 + ((xx - 40) / 16.0) ** 2 <= 1] = 2  # fetal head
-    return lab
-
-
-def _write(root, stem, *, h=48, w=64, label=None, spacing=(0.2, 0.2)):
-    (root / "image_mha").mkdir(parents=True, exist_ok=True)
-    (root / "label_mha").mkdir(parents=True, exist_ok=True)
-    gray = np.random.default_rng(len(stem)).integers(0, 255, (h, w), dtype=np.uint8)
-    planes = sitk.GetImageFromArray(np.stack([gray] * 3, axis=-1), isVector=True)
-    planes.SetSpacing(spacing)
-    sitk.WriteImage(planes, str(root / "image_mha" / f"{stem}.mha"))
-    lab = sitk.GetImageFromArray(_labels(h, w) if label is None else label)
-    lab.SetSpacing(spacing)
-    sitk.WriteImage(lab, str(root / "label_mha" / f"{stem}.mha"))
-    return gray
 
 
 @needs_mha_reader
