@@ -343,6 +343,11 @@ def segment_evaluate(
     console.print(f"results: {out}/results.md, .json, .csv; masks: {out}/masks/")
 
 
+from usdenoise.cli_study import study_command  # noqa: E402  (its own module: many options)
+
+app.command("study")(study_command)
+
+
 # ---- commands added by later modules go above this line ----
 
 
