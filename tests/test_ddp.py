@@ -84,3 +84,42 @@ def test_two_process_gloo_run_matches_one_process(tmp_path: Path) -> None:
     for a, b in zip(ddp_rows, single_rows, strict=True):
         for key in ("train_loss", "val_loss", "val_psnr", "val_ssim", "lr"):
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5), key
+
+
+@pytest.mark.slow
+def test_task_loss_under_two_processes_matches_one_process(tmp_path: Path) -> None:
+    """Each process passes the task loss the masks of its own rows: same weights as one process
+    (Dice is a per-image mean and cross-entropy a per-pixel mean, so half-batch gradients
+    average to the full batch's)."""
+    pytest.importorskip("monai")
+    from usdenoise.checkpoint import save_model
+    from usdenoise.models.segmenters import build_segmenter
+
+    torch.manual_seed(0)
+    net = build_segmenter("segnet", "fast", channels=[4, 4], convs=1)
+    save_model(tmp_path / "seg" / "model_best", net, arch="segnet", arch_config=net.config,
+               kind="segmenter")
+    ddp_run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    args = [a if a != "l1+ssim" else "l1+0.5*task" for a in ARGS]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+               "-m", "usdenoise", "train", *args, "--segmenter", str(tmp_path / "seg"),
+               "--out", str(ddp_run)]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[:6000]
+    single = fit(TrainConfig(
+        data="phantom:16", image_size=16, crop=16, arch="dncnn",
+        model={"channels": 4, "depth": 2}, loss="l1+0.5*task", batch_size=4, epochs=2,
+        limit=3, device="cpu", progress=False, seed=7, schedule="cosine", clip_grad=1.0,
+        segmenter=str(tmp_path / "seg"), out=str(tmp_path / "single"),
+    )).parent
+    ddp_weights = load_file(str(ddp_run / "model.safetensors"))
+    single_weights = load_file(str(single / "model.safetensors"))
+    for key, value in ddp_weights.items():
+        torch.testing.assert_close(value, single_weights[key], atol=1e-5, rtol=0, msg=key)
+    for a, b in zip(_rows(ddp_run), _rows(single), strict=True):
+        for key in ("train_loss", "val_loss"):
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5), key

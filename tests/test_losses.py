@@ -10,6 +10,7 @@ import torch
 from usdenoise.errors import UsdenoiseError
 from usdenoise.losses import LOSSES, CombinedLoss, Loss, MSSSIMLoss, parse_loss
 from usdenoise.metrics import ms_ssim, ssim
+from usdenoise.models.segmenters import build_segmenter
 from usdenoise.models.vgg import VGG16Features
 
 LAYERS = ("relu1_2", "relu2_2", "relu3_3")
@@ -43,11 +44,31 @@ def _noisy(x: torch.Tensor, level: float, seed: int = 1) -> torch.Tensor:
     return (x + level * torch.randn(x.shape, generator=g)).clamp(0, 1)
 
 
+def _segnet() -> torch.nn.Module:
+    torch.manual_seed(0)
+    net = build_segmenter("segnet", "fast", channels=[4, 8, 8])
+    with torch.no_grad():  # features of the size a trained net has (fresh ones are tiny)
+        net.encoder[0][0].weight.mul_(10)
+    return net
+
+
 def _make(name: str, vgg: dict[str, Path]) -> Loss:
-    return LOSSES[name](vgg_weights=vgg["pth"]) if name == "perceptual" else LOSSES[name]()
+    if name == "perceptual":
+        return LOSSES[name](vgg_weights=vgg["pth"])
+    if "segmenter" in LOSSES[name].requires:
+        return LOSSES[name](segmenter=_segnet())
+    return LOSSES[name]()
 
 
-@pytest.mark.parametrize("name", list(LOSSES))
+# losses of (pred, target) alone; `task` also takes the mask and is tested on its own below
+PAIRWISE = [name for name in LOSSES if not LOSSES[name].extra_inputs]
+
+
+def test_registry_has_the_task_losses() -> None:
+    assert {"task", "taskperceptual"} <= set(LOSSES) and "taskperceptual" in PAIRWISE
+
+
+@pytest.mark.parametrize("name", PAIRWISE)
 def test_zero_for_identical_positive_otherwise(name: str, vgg_files) -> None:
     loss = _make(name, vgg_files)
     x = _images()
@@ -55,7 +76,7 @@ def test_zero_for_identical_positive_otherwise(name: str, vgg_files) -> None:
     assert float(loss(_noisy(x, 0.1), x)) > 1e-4
 
 
-@pytest.mark.parametrize("name", list(LOSSES))
+@pytest.mark.parametrize("name", PAIRWISE)
 def test_gradient_flows(name: str, vgg_files) -> None:
     loss = _make(name, vgg_files)
     x = _images()
@@ -65,7 +86,7 @@ def test_gradient_flows(name: str, vgg_files) -> None:
     assert pred.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name", list(LOSSES))
+@pytest.mark.parametrize("name", PAIRWISE)
 def test_scale_aware(name: str, vgg_files) -> None:
     """Larger errors cost more; the value is a mean (batch and image size do not inflate it)."""
     loss = _make(name, vgg_files)
@@ -224,3 +245,120 @@ def test_registry_allows_terms_with_resources_and_extra_inputs(monkeypatch) -> N
 def test_shape_mismatch() -> None:
     with pytest.raises(UsdenoiseError, match="same shape"):
         parse_loss("l1")(torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 17))
+
+
+# --- task-aware losses (Liu et al., IJCAI 2018) ----------------------------------------------
+
+
+def _threshold_segmenter() -> torch.nn.Module:
+    """Class 1 where the image is brighter than 0.5: segments `_mask_image` exactly."""
+    net = torch.nn.Conv2d(1, 2, 1)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([-20.0, 20.0]).view(2, 1, 1, 1))
+        net.bias.copy_(torch.tensor([10.0, -10.0]))
+    return net
+
+
+def _mask() -> torch.Tensor:
+    mask = torch.zeros(2, 32, 32, dtype=torch.long)
+    mask[0, 8:20, 6:26] = 1
+    mask[1, 12:30, 10:22] = 1
+    return mask
+
+
+def _unet() -> torch.nn.Module:
+    pytest.importorskip("monai")
+    torch.manual_seed(0)
+    return build_segmenter("unet", "fast", channels=[4, 8])
+
+
+def test_task_loss_is_lower_for_a_correctly_segmented_pred() -> None:
+    pytest.importorskip("monai")
+    loss = LOSSES["task"](segmenter=_threshold_segmenter())
+    mask = _mask()
+    good = (0.2 + 0.6 * mask.float())[:, None]
+    corrupted = _noisy(good, 0.4)
+    target = good.clone()
+    assert float(loss(good, target, mask=mask)) < 0.5 * float(loss(corrupted, target, mask=mask))
+    inverted = 1 - good
+    assert float(loss(good, target, mask=mask)) < float(loss(inverted, target, mask=mask))
+
+
+def test_task_loss_equals_monai_dice_ce_and_only_pred_gets_gradients() -> None:
+    from monai.losses import DiceCELoss
+
+    segmenter = _unet()
+    before = {k: v.clone() for k, v in segmenter.state_dict().items()}
+    loss = parse_loss("task", segmenter=segmenter)
+    x, mask = _images(), _mask()
+    pred = _noisy(x, 0.1).requires_grad_(True)
+    value = loss(pred, x, mask=mask)
+    with torch.no_grad():
+        expected = DiceCELoss(to_onehot_y=True, softmax=True)(segmenter(pred), mask[:, None])
+    assert float(value.detach()) == pytest.approx(float(expected), abs=1e-6)
+    value.backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in segmenter.parameters())
+    # a training step of a denoiser through the loss leaves the segmenter as it was
+    denoiser = torch.nn.Conv2d(1, 1, 3, padding=1)
+    optimizer = torch.optim.Adam(denoiser.parameters(), lr=0.1)
+    loss.train()
+    assert not segmenter.training
+    step = parse_loss("l1+0.1*task", segmenter=segmenter)
+    step.train()
+    step(denoiser(_noisy(x, 0.1)), x, mask=mask).backward()
+    assert denoiser.weight.grad is not None and denoiser.weight.grad.abs().sum() > 0
+    optimizer.step()
+    assert not segmenter.training
+    after = segmenter.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm buffers too
+
+
+def test_task_loss_takes_a_mask_of_the_images_size() -> None:
+    loss = parse_loss("task", segmenter=_unet())
+    x = _images()
+    with pytest.raises(UsdenoiseError, match="mask .* does not match"):
+        loss(x, x, mask=_mask()[:, :16])
+    with pytest.raises(UsdenoiseError, match="loss task: needs 'mask'"):
+        loss(x, x)
+
+
+def test_taskperceptual_through_a_monai_unet() -> None:
+    loss = parse_loss("taskperceptual", segmenter=_unet())
+    x = _images()
+    assert float(loss(x, x)) == 0.0
+    pred = _noisy(x, 0.1).requires_grad_(True)
+    value = loss(pred, x)
+    value.backward()
+    assert float(value.detach()) > 0 and pred.grad.abs().sum() > 0
+    loss.train()
+    assert not loss.terms[0].segmenter.training
+
+
+def test_parse_task_loss_with_and_without_a_segmenter(tmp_path: Path) -> None:
+    loss = parse_loss("l1+0.1*task", segmenter=_unet())
+    assert loss.names == ["l1", "task"] and loss.terms[1].num_classes == 2
+    for spec in ("l1+task", "taskperceptual"):
+        with pytest.raises(UsdenoiseError) as e:
+            parse_loss(spec)
+        assert str(e.value).endswith("needs a frozen segmenter: give --segmenter RUN")
+        assert "\n" not in str(e.value)
+
+
+def test_task_loss_loads_a_segmenter_checkpoint_and_refuses_a_denoiser(tmp_path: Path) -> None:
+    from usdenoise.checkpoint import save_model
+    from usdenoise.models import build_network
+
+    net = _unet()
+    save_model(tmp_path / "seg" / "model_best", net, arch="unet", arch_config=net.config,
+               kind="segmenter")
+    loss = parse_loss("l1+task", segmenter=tmp_path / "seg")
+    loaded = loss.terms[1].segmenter
+    assert torch.equal(loaded.net.model[0].conv.unit0.conv.weight,
+                       net.net.model[0].conv.unit0.conv.weight)
+    assert not any(p.requires_grad for p in loaded.parameters())
+    denoiser = build_network("dncnn", "fast")
+    save_model(tmp_path / "den" / "model", denoiser, arch="dncnn", arch_config=denoiser.config,
+               kind="denoiser")
+    with pytest.raises(UsdenoiseError, match="checkpoint is a denoiser, not a segmenter"):
+        parse_loss("task", segmenter=tmp_path / "den")

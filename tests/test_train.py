@@ -381,3 +381,137 @@ def test_cache_gives_the_same_weights(tmp_path) -> None:
         results.append(load_file(str(tmp_path / f"c{cache}" / "model.safetensors")))
     for key, value in results[0].items():
         assert torch.equal(value, results[1][key]), key
+
+
+# --- task-aware losses through a frozen segmenter ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def segmenter_run(tmp_path_factory) -> Path:
+    """A tiny 2-class MONAI UNet saved as a segmenter run (untrained: only the plumbing counts)."""
+    pytest.importorskip("monai")
+    from usdenoise.checkpoint import save_model
+    from usdenoise.models.segmenters import build_segmenter
+
+    torch.manual_seed(0)
+    net = build_segmenter("unet", "fast", channels=[4, 8])
+    run = tmp_path_factory.mktemp("segmenter")
+    save_model(run / "model_best", net, arch="unet", arch_config=net.config, kind="segmenter",
+               meta={"class_names": ["background", "head"], "image_size": 32})
+    return run
+
+
+def test_fit_with_the_task_loss_records_the_segmenter(tmp_path: Path, segmenter_run) -> None:
+    run = tmp_path / "run"
+    fit(_config(run, epochs=2, loss="l1+0.1*task", segmenter=str(segmenter_run)))
+    rows = _rows(run)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert all(math.isfinite(float(r[k])) for r in rows for k in ("train_loss", "val_loss"))
+    sidecar = json.loads((run / "model_best.json").read_text())
+    assert sidecar["meta"]["config"]["segmenter"] == str(segmenter_run)
+    assert sidecar["meta"]["config"]["loss"] == "l1+0.1*task"
+    weights = _weights(run / "model_best.safetensors")
+    assert not any(key.startswith(("segmenter", "net.model")) for key in weights)
+
+
+def _thresholded_folder(root: Path, count: int) -> Path:
+    """Images of dark (50) and bright (200) blocks; the mask is exactly `image > 0.5`."""
+    from usdenoise.io import write_image, write_mask
+
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        blocks = rng.random((8, 8)) > 0.5
+        mask = np.kron(blocks, np.ones((4, 4))).astype(np.int64)
+        image = np.where(mask == 1, 200, 50).astype(np.float32) / 255
+        write_image(root / f"img{i}.png", torch.from_numpy(image)[None])
+        write_mask(root / "masks" / f"img{i}.png", mask)
+    return root
+
+
+def test_task_loss_gets_the_masks_of_its_own_crops(tmp_path: Path, segmenter_run,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from usdenoise.losses import TaskLoss
+
+    data = _thresholded_folder(tmp_path / "data", 12)
+    seen: list[bool] = []
+    original = TaskLoss.forward
+
+    def spy(self, pred, target, *, mask):
+        seen.append(mask.shape == target[:, 0].shape
+                    and torch.equal(target[:, 0] > 0.5, mask.bool()))
+        return original(self, pred, target, mask=mask)
+
+    monkeypatch.setattr(TaskLoss, "forward", spy)
+    fit(_config(tmp_path / "run", data=f"folder:{data}", image_size=None, loss="l1+task",
+                segmenter=str(segmenter_run)))
+    assert len(seen) >= 3 and all(seen)  # train batches and validation
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"loss": "l1+task"}, "needs a frozen segmenter: give --segmenter RUN"),
+        ({"loss": "l1", "segmenter": "SEG"}, "only used by the task losses"),
+        ({"loss": "l1+task", "segmenter": "/no/such/run"}, "segmenter /no/such/run: not found"),
+        ({"task": "segment", "loss": "dice+ce", "segmenter": "SEG"}, "setting of task 'denoise'"),
+    ],
+)
+def test_task_loss_bad_input_is_one_line(tmp_path: Path, segmenter_run, changes: dict,
+                                         words: str) -> None:
+    if changes.get("segmenter") == "SEG":
+        changes = {**changes, "segmenter": str(segmenter_run)}
+    with pytest.raises(UsdenoiseError) as info:
+        fit(_config(tmp_path / "run", **changes))
+    assert "\n" not in str(info.value) and words in str(info.value)
+
+
+def test_task_loss_needs_masks_the_segmenter_knows(tmp_path: Path, segmenter_run,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import usdenoise.data as data_module
+    from usdenoise.io import write_image
+
+    plain = tmp_path / "plain"
+    for i in range(12):
+        write_image(plain / f"img{i}.png", torch.rand(1, 32, 32))
+    with pytest.raises(UsdenoiseError) as info:
+        fit(_config(tmp_path / "a", data=f"folder:{plain}", image_size=None, loss="l1+task",
+                    segmenter=str(segmenter_run)))
+    message = str(info.value)
+    assert message.startswith(f"folder:{plain}: ") and "has no mask" in message
+    assert "\n" not in message
+    load = data_module.load_dataset  # four classes (head, midline, ventricles) for 2
+    monkeypatch.setattr(data_module, "load_dataset",
+                        lambda spec, **kw: load(spec, structures=True, **kw))
+    with pytest.raises(UsdenoiseError, match=r"phantom:12: masks have 4 classes .* predicts "
+                                             r"only 2$"):
+        fit(_config(tmp_path / "b", loss="l1+task", segmenter=str(segmenter_run)))
+
+
+def test_cli_trains_with_a_segmenter(tmp_path: Path, segmenter_run) -> None:
+    from typer.testing import CliRunner
+
+    from usdenoise.cli import app
+
+    run = tmp_path / "run"
+    args = ["train", "phantom:12", "--size", "32", "--crop", "16", "--batch-size", "4",
+            "--model-param", "channels=4,4,4,4", "--loss", "l1+msssim+0.1*task",
+            "--segmenter", str(segmenter_run), "--epochs", "1", "--limit", "1",
+            "--device", "cpu", "--no-progress", "--out", str(run)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "model.json").read_text())["meta"]["config"]
+    assert config["segmenter"] == str(segmenter_run)
+
+
+def test_cli_segmenter_that_is_a_denoiser(tmp_path: Path, segmenter_run,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    denoiser_run = tmp_path / "den"
+    fit(_config(denoiser_run, loss="l1", limit=1))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "phantom:12", "--size", "32", "--crop", "16", "--batch-size", "4",
+              "--loss", "l1+task", "--segmenter", str(denoiser_run), "--epochs", "1",
+              "--device", "cpu", "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "checkpoint is a denoiser, not a segmenter" in err and str(denoiser_run) in err

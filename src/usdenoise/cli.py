@@ -170,6 +170,8 @@ def train(
     seed: int | None = typer.Option(None, help="seed of split, crops, speckle and weights"),
     resume: Path | None = typer.Option(None, help="continue the run in this folder"),
     vgg_weights: Path | None = typer.Option(None, help="local VGG16 weights (perceptual loss)"),
+    segmenter: Path | None = typer.Option(None, help="frozen segmenter run for the task and "
+                                                     "taskperceptual losses"),
     limit: int | None = typer.Option(None, help="at most N batches per epoch (quick runs)"),
     progress: bool | None = typer.Option(None, "--progress/--no-progress",
                                          help="progress bar (default: when on a terminal)"),
@@ -187,6 +189,7 @@ def train(
         "device": device, "workers": workers, "cache": cache, "seed": seed,
         "resume": resume and str(resume),
         "vgg_weights": vgg_weights and str(vgg_weights), "limit": limit, "progress": progress,
+        "segmenter": segmenter and str(segmenter),
     }
     given = {key: value for key, value in given.items() if value is not None}
     if model_param:

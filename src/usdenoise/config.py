@@ -74,6 +74,7 @@ class TrainConfig:
     cache: bool = False  # keep decoded (resized) images in memory: small data sets, many epochs
     seed: int = 0
     vgg_weights: str | None = None  # local VGG16 weights for the perceptual loss
+    segmenter: str | None = None  # frozen segmenter run for the task / taskperceptual losses
     limit: int | None = None  # at most this many batches per epoch (train and validation)
     sync_batchnorm: bool = True  # SyncBatchNorm under DDP on CUDA
     progress: bool | None = None  # progress bar; None: only when stderr is a terminal
@@ -120,6 +121,13 @@ class TrainConfig:
             )
         if self.denoise is None and self.denoise_params:
             raise UsdenoiseError(f"{where}: denoise_params given without a denoise method")
+        if self.segmenter is not None:
+            if self.task != "denoise":
+                raise UsdenoiseError(f"{where}: segmenter (for the task losses) is a setting of "
+                                     f"task 'denoise', not {self.task!r}")
+            if not Path(self.segmenter).exists():
+                raise UsdenoiseError(f"{where}: segmenter {self.segmenter}: not found (give a "
+                                     "segmenter run folder or its .safetensors)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,9 +1,9 @@
 """Training losses for denoisers, and the parser for combinations like "0.16*l1+0.84*msssim".
 
 Every loss is an `nn.Module` called as `loss(pred, target) -> scalar tensor` on `[B,1,H,W]`
-images in [0, 1]. All of them are 0 for identical images, positive otherwise, differentiable,
-and *scale-aware*: they are means (independent of batch and image size) that grow with the
-size of the error, on the fixed data range [0, 1].
+images in [0, 1]. All of them but `task` are 0 for identical images, positive otherwise,
+differentiable, and *scale-aware*: they are means (independent of batch and image size) that
+grow with the size of the error, on the fixed data range [0, 1].
 
 - `l1`, `l2`: mean absolute / squared error.
 - `ssim`: 1 - SSIM (Gaussian window sigma 1.5, 11 x 11, shrunk to the image on tiny inputs).
@@ -15,6 +15,13 @@ size of the error, on the fixed data range [0, 1].
 - `perceptual`: mean squared difference of VGG16 features (relu1_2, relu2_2, relu3_3 by
   default), averaged over the layers; grayscale is repeated to 3 channels and ImageNet
   normalised. Needs a local VGG16 file (`vgg_weights=PATH`); nothing is downloaded.
+- `task`, `taskperceptual` (task-aware losses, Liu et al., IJCAI 2018): through a frozen
+  segmenter (`segmenter=` an `nn.Module`, or a run folder / .safetensors of kind
+  "segmenter"). `task` is MONAI's Dice + cross-entropy of `segmenter(pred)` against the true
+  mask (`mask=[B,H,W]` ints); it is not 0 for identical images, it measures how well the
+  denoised image can still be segmented. `taskperceptual` is the mean squared difference of
+  the segmenter's encoder features of pred and target (`models.segmenters.encoder_features`),
+  averaged over levels; no ImageNet weights needed.
 
 Registry design (`LOSSES`). Each class declares
   `requires`: names of resources `parse_loss` must hand to its constructor (the perceptual
@@ -22,9 +29,7 @@ Registry design (`LOSSES`). Each class declares
   `extra_inputs`: names of batch entries beyond (pred, target) that its `forward` takes as
       keyword arguments; `CombinedLoss.forward(pred, target, **batch)` passes each term only
       the entries it declares.
-A later `task` term (segmentation loss through a frozen segmenter) therefore registers as one
-entry, e.g. `requires = ("segmenter",)`, `extra_inputs = ("mask",)`, and is used as
-`parse_loss("l1+0.1*task", segmenter=net)` and `loss(pred, target, mask=mask)`.
+E.g. `parse_loss("l1+0.1*task", segmenter=net)` is called as `loss(pred, target, mask=mask)`.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from usdenoise.errors import UsdenoiseError
+from usdenoise.errors import UsdenoiseError, optional_import
 
 
 class Loss(nn.Module):
@@ -145,6 +150,87 @@ class PerceptualLoss(Loss):
         return torch.stack(losses).mean()
 
 
+def frozen_segmenter(resource: Any, *, loss: str) -> tuple[nn.Module, int]:
+    """`segmenter=` resource (module, run folder or .safetensors) -> (frozen model in eval
+    mode, number of classes). A module given is frozen in place."""
+    if resource is None:
+        raise UsdenoiseError(f"loss {loss}: needs a frozen segmenter: give --segmenter RUN")
+    if isinstance(resource, nn.Module):
+        model = resource
+        classes = int(getattr(model, "config", {}).get("num_classes", 0))
+    else:
+        from usdenoise.checkpoint import read_sidecar
+        from usdenoise.segment import load_segmenter, resolve_segmenter
+
+        path = resolve_segmenter(resource)
+        sidecar = path / "model.json" if path.is_dir() else path.with_suffix(".json")
+        if sidecar.is_file():
+            kind = read_sidecar(sidecar).get("kind")
+            if kind != "segmenter":
+                raise UsdenoiseError(f"--segmenter {resource}: checkpoint is a {kind}, not a "
+                                     "segmenter (train one with `usdenoise segment train`)")
+        model, meta = load_segmenter(path)
+        classes = int(meta["config"].get("num_classes", 0))
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, classes
+
+
+class _SegmenterLoss(Loss):
+    """Holds a frozen segmenter that stays in eval mode when the loss is put in train mode."""
+
+    requires = ("segmenter",)
+
+    def __init__(self, *, segmenter: Any = None) -> None:
+        super().__init__()
+        self.segmenter, self.num_classes = frozen_segmenter(segmenter, loss=self.name)
+
+    def train(self, mode: bool = True) -> _SegmenterLoss:
+        super().train(mode)
+        self.segmenter.eval()  # frozen: BatchNorm keeps its running statistics
+        return self
+
+
+class TaskLoss(_SegmenterLoss):
+    """Dice + cross-entropy (MONAI DiceCELoss) of the frozen segmenter on pred vs the mask."""
+
+    name = "task"
+    summary = "Dice+CE of a frozen segmenter on the output vs the mask; needs --segmenter"
+    extra_inputs = ("mask",)
+
+    def __init__(self, *, segmenter: Any = None) -> None:
+        super().__init__(segmenter=segmenter)
+        losses = optional_import("monai.losses", extra="seg")
+        self.dice_ce = losses.DiceCELoss(to_onehot_y=True, softmax=True)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, *,
+                mask: torch.Tensor) -> torch.Tensor:
+        _check(pred, target, "task")
+        if mask.ndim == 3:
+            mask = mask[:, None]
+        if mask.shape[0] != pred.shape[0] or mask.shape[-2:] != pred.shape[-2:]:
+            raise UsdenoiseError(f"loss task: mask {tuple(mask.shape)} does not match the "
+                                 f"images {tuple(pred.shape)}")
+        return self.dice_ce(self.segmenter(pred).float(), mask.long())
+
+
+class TaskPerceptualLoss(_SegmenterLoss):
+    """Mean squared difference of the frozen segmenter's encoder features, over levels."""
+
+    name = "taskperceptual"
+    summary = "segmenter encoder feature distance (no ImageNet weights); needs --segmenter"
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        from usdenoise.models.segmenters import encoder_features
+
+        _check(pred, target, "taskperceptual")
+        fp = encoder_features(self.segmenter, pred)
+        with torch.no_grad():
+            ft = encoder_features(self.segmenter, target)
+        return torch.stack([F.mse_loss(a, b) for a, b in zip(fp, ft, strict=True)]).mean()
+
+
 #: name -> loss class; see the module docstring for `requires` / `extra_inputs`
 LOSSES: dict[str, type[Loss]] = {
     "l1": L1Loss,
@@ -152,6 +238,8 @@ LOSSES: dict[str, type[Loss]] = {
     "ssim": SSIMLoss,
     "msssim": MSSSIMLoss,
     "perceptual": PerceptualLoss,
+    "task": TaskLoss,
+    "taskperceptual": TaskPerceptualLoss,
 }
 
 
@@ -197,7 +285,7 @@ def parse_loss(
 
     Terms are `NAME` (weight 1) or `WEIGHT*NAME`, joined by `+`; spaces are ignored; each
     name at most once; weights positive and finite. Resources a term `requires`
-    (`vgg_weights`, and for later terms e.g. `segmenter`) are passed to its constructor.
+    (`vgg_weights`, `segmenter`) are passed to its constructor.
     """
     text = str(spec).replace(" ", "")
     where = f"loss {spec!r}"

@@ -424,6 +424,9 @@ class SegmentTask:
         return (batch["image"].to(device, non_blocking=True),
                 batch["mask"].to(device, non_blocking=True)[:, None])
 
+    def loss_inputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, Any]:
+        return {}  # the mask is already the target
+
     def measure(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Mean foreground Dice per image; a crop where a class is absent from both counts 1."""
         pred, true = output.argmax(1), target[:, 0]

@@ -75,13 +75,33 @@ class DenoiseTask:
         return build_network(self.config.arch, self.config.preset, **self.config.model)
 
     def build_loss(self) -> nn.Module:
+        """The loss; a term that takes the true mask (`task`) makes this run load masks."""
         from usdenoise.losses import parse_loss
 
-        return parse_loss(self.config.loss, vgg_weights=self.config.vgg_weights)
+        loss = parse_loss(self.config.loss, vgg_weights=self.config.vgg_weights,
+                          segmenter=self.config.segmenter)
+        if self.config.segmenter is not None and not any(
+                "segmenter" in term.requires for term in loss.terms):
+            raise UsdenoiseError(f"--segmenter is only used by the task losses; loss "
+                                 f"{self.config.loss!r} has none (e.g. l1+msssim+0.1*task)")
+        if any("mask" in term.extra_inputs for term in loss.terms):
+            self.keys = ("image", "mask")
+            self.mask_classes = max(getattr(t, "num_classes", 0) for t in loss.terms)
+        return loss
 
     def prepare_dataset(self, dataset: Any, indices: list[int]) -> Any:
-        """Hook to check or transform the data set (images `indices` are used); as it is."""
-        return dataset
+        """With a mask-taking loss: every image must have a mask the segmenter can read."""
+        if "mask" not in self.keys:
+            return dataset
+        return _MaskedImages.check(dataset, indices, spec=self.config.data,
+                                   num_classes=self.mask_classes)
+
+    def loss_inputs(self, batch: dict[str, torch.Tensor], device: torch.device
+                    ) -> dict[str, torch.Tensor]:
+        """Batch entries the loss takes besides (output, target): the masks for `task`."""
+        if "mask" not in self.keys:
+            return {}
+        return {"mask": batch["mask"].to(device, non_blocking=True)}
 
     def checkpoint_meta(self) -> dict[str, Any]:
         """Extra entries for the checkpoint's `meta`."""
@@ -127,6 +147,45 @@ TASKS: dict[str, type] = {"denoise": DenoiseTask}  # "segment" is added at the e
 
 # ---------------------------------------------------------------------------------------------
 # data
+
+
+class _MaskedImages(Dataset):
+    """Checks each sample's mask as it is loaded (a cheap check of all files comes first)."""
+
+    def __init__(self, base: Any, spec: str, num_classes: int) -> None:
+        self.base, self.spec, self.num_classes = base, spec, num_classes
+
+    @classmethod
+    def check(cls, dataset: Any, indices: list[int], *, spec: str,
+              num_classes: int) -> _MaskedImages:
+        names = tuple(getattr(dataset, "class_names", ()))
+        if num_classes and len(names) > num_classes:
+            raise UsdenoiseError(f"{spec}: masks have {len(names)} classes ({', '.join(names)}),"
+                                 f" but the segmenter predicts only {num_classes}")
+        items = getattr(dataset, "items", None)
+        if items:  # file data sets know which images lack a mask without decoding any
+            missing = [items[i].image for i in indices if items[i].mask is None]
+            if missing:
+                raise UsdenoiseError(f"{spec}: {missing[0]} has no mask ({len(missing)} images "
+                                     "lack one); the task loss needs every image annotated")
+        checked = cls(dataset, spec, num_classes)
+        checked[indices[0]]
+        return checked
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.base[index]
+        mask, source = sample.get("mask"), sample.get("source") or sample.get("id")
+        if not isinstance(mask, torch.Tensor):
+            raise UsdenoiseError(f"{self.spec}: {source} has no mask; the task loss needs "
+                                 "every image annotated")
+        if self.num_classes and mask.numel() and (
+                int(mask.min()) < 0 or int(mask.max()) >= self.num_classes):
+            raise UsdenoiseError(f"{self.spec}: {source}: mask holds class {int(mask.max())}, "
+                                 f"but the segmenter predicts {self.num_classes} classes")
+        return sample
 
 
 class _Cached(Dataset):
@@ -306,7 +365,7 @@ def _fit(config: TrainConfig, world: World, task: Any = None) -> Path:
             total, count = torch.zeros((), device=device, dtype=torch.float64), 0
             for step, batch in enumerate(itertools.islice(train_loader, steps)):
                 x, target = task.batch(batch, noise_gen, world)
-                loss = loss_fn(forward(x).float(), target)
+                loss = loss_fn(forward(x).float(), target, **task.loss_inputs(batch, device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.clip_grad is not None:
@@ -367,7 +426,8 @@ def _validate(net, forward, task, loss_fn, loader, config, world) -> dict[str, f
     for batch in itertools.islice(loader, limit):
         x, target = task.validation_batch(batch, world.device)
         output = forward(x).float()
-        sums["val_loss"] += loss_fn(output, target).item() * x.shape[0]
+        extra = task.loss_inputs(batch, world.device)
+        sums["val_loss"] += loss_fn(output, target, **extra).item() * x.shape[0]
         for name, values in task.measure(output, target).items():
             sums[f"val_{name}"] = sums.get(f"val_{name}", 0.0) + values.double().sum().item()
         count += x.shape[0]

@@ -7,6 +7,9 @@ keeps its constructor keywords in `.config`, so a checkpoint of kind "segmenter"
 - `segnet`: SegNet written here (`usdenoise.models.segnet`).
 - `unet`: MONAI's residual `UNet` (the strong reference; needs the `seg` extra). The input is
   padded (replicate) to a multiple of 2**levels and the logits cropped back.
+
+`encoder_features(model, x)` gives the encoder's feature maps of either (the task-perceptual
+loss compares them).
 """
 
 from __future__ import annotations
@@ -63,6 +66,41 @@ class MonaiUNet(nn.Module):
 
 
 SEGMENTERS: dict[str, type[nn.Module]] = {"segnet": SegNet, "unet": MonaiUNet}
+
+
+def encoder_features(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Encoder feature maps of a segmenter, shallowest first.
+
+    SegNet: the pooled output of every encoder stage (`channels[i]` maps at H / 2**(i+1)).
+    MonaiUNet: the output of every down layer (`channels[i]` at H / 2**(i+1) of the padded
+    input) and then the bottom layer (`channels[-1]`, same size as the last down layer).
+    """
+    if isinstance(model, SegNet):
+        if min(x.shape[-2:]) < 2 ** len(model.encoder):
+            raise UsdenoiseError(
+                f"segnet: input {tuple(x.shape[-2:])} is smaller than 2**{len(model.encoder)} "
+                "pixels (one halving per stage)")
+        return [pooled for pooled, _, _ in model.encode(x)]
+    if isinstance(model, MonaiUNet):
+        from monai.networks.layers import SkipConnection
+
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % model.multiple, (-w) % model.multiple
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        # MONAI nests each level as Sequential(down, SkipConnection(next level), up); the
+        # innermost SkipConnection holds the bottom layer instead of another Sequential
+        block, features = model.net.model, []
+        while True:
+            x = block[0](x)
+            features.append(x)
+            inner = block[1].submodule
+            if type(inner) is nn.Sequential and isinstance(inner[1], SkipConnection):
+                block = inner
+                continue
+            features.append(inner(x))
+            return features
+    raise UsdenoiseError(f"no encoder known for {type(model).__name__} (use segnet or unet)")
 
 
 def build_segmenter(arch: str, preset: str | None = None, **overrides: Any) -> nn.Module:
