@@ -258,3 +258,16 @@ def test_bm3d_arm_is_dropped_with_a_note_when_the_package_is_missing(monkeypatch
     arms, notes = select_arms(None, vgg_weights=None)
     assert "diconvae-taskperceptual" in [a.name for a in arms]
     assert any("stands in" in n for n in notes)
+
+
+def test_classic_arm_in_worker_processes_matches_one_process() -> None:
+    from usdenoise.study import run_arm
+
+    g = torch.Generator().manual_seed(4)
+    images = {i: torch.rand(1, 20, 20, generator=g) for i in range(7)}
+    denoiser = make_denoiser("median", window=3)
+    one = run_arm(denoiser, images, batch=2, workers=1)
+    two = run_arm(denoiser, images, batch=2, workers=2, method=("median", {"window": 3}))
+    assert list(two) == list(images)
+    for i in images:
+        torch.testing.assert_close(one[i], two[i], atol=0, rtol=0)

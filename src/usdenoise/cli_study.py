@@ -62,6 +62,8 @@ def study_command(
     resamples: int = typer.Option(2000, help="bootstrap resamples"),
     examples: int = typer.Option(3, help="example overlay figures"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    workers: int | None = typer.Option(None, help="processes for the classic filters "
+                                                  "(default: the CPU count)"),
     overwrite: bool = typer.Option(False, help="replace an existing study.json (runs reused)"),
 ) -> None:
     """Does denoising help segmentation? Arms x inputs x protocols, with subject-level
@@ -84,7 +86,8 @@ def study_command(
         segmenter=str(segmenter) if segmenter else None,
         vgg_weights=str(vgg_weights) if vgg_weights else None, tune_strength=tune_strength,
         strengths=_numbers(strengths, "--strengths"), max_images=limits,  # type: ignore[arg-type]
-        batch_size=batch_size, seed=seed, resamples=resamples, examples=examples, device=device)
+        batch_size=batch_size, seed=seed, resamples=resamples, examples=examples, device=device,
+        workers=workers)
     console = Console(stderr=True)
     document = run_study(settings, out, log=console.print, overwrite=overwrite)
     for name, target in document["targets"].items():

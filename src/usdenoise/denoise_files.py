@@ -89,6 +89,11 @@ def _init_worker(method: str, params: dict[str, Any]) -> None:
     _WORKER_DENOISER = make_denoiser(method, **params)
 
 
+def denoise_in_worker(batch: torch.Tensor) -> torch.Tensor:
+    """`_WORKER_DENOISER.denoise(batch)` in a pool worker (for in-memory images)."""
+    return _WORKER_DENOISER.denoise(batch)
+
+
 def _denoise_one(source: Path, target: Path, dicom_as: str, denoiser: Any = None) -> list[Path]:
     """Denoise every frame of one file and write it; returns the files written."""
     from usdenoise.io import image_info, read_frames, write_dicom, write_image

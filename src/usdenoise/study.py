@@ -23,6 +23,7 @@ image's own size by nearest neighbour and compared with the original mask there.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,9 +32,11 @@ from typing import Any
 
 import torch
 
+from usdenoise.classic import CLASSIC
 from usdenoise.errors import UsdenoiseError
 from usdenoise.study_arms import Arm, select_arms
 
+CLASSIC_NAMES = frozenset(CLASSIC)
 INPUTS = ("none", "rayleigh:0.25", "rayleigh:0.5")
 PROTOCOLS = ("A", "B")
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -69,6 +72,7 @@ class StudySettings:
     resamples: int = 2000
     examples: int = 3
     device: str = "auto"
+    workers: int | None = None  # processes for the classic filters; None: the CPU count
 
     def resolved(self) -> StudySettings:
         """Defaults of the chosen mode filled in, and the values checked."""
@@ -77,6 +81,8 @@ class StudySettings:
         for key in ("size", "segmenter_epochs", "denoiser_epochs", "max_images"):
             if getattr(out, key) is None:
                 setattr(out, key, base[key])
+        if out.workers is None:
+            out.workers = max(1, min(os.cpu_count() or 1, 8))
         if out.device == "auto":
             out.device = "cuda" if torch.cuda.is_available() else "cpu"
         if out.denoiser_options is None:
@@ -95,7 +101,8 @@ class StudySettings:
         if out.tune_strength and "A" not in out.protocols:
             raise UsdenoiseError("--tune-strength chooses α with the protocol A segmenter: "
                                  "keep protocol A")
-        for key in ("size", "segmenter_epochs", "denoiser_epochs", "batch_size", "resamples"):
+        for key in ("size", "segmenter_epochs", "denoiser_epochs", "batch_size", "resamples",
+                    "workers"):
             if int(getattr(out, key)) < 1:
                 raise UsdenoiseError(f"study: {key} must be at least 1")
         return out
@@ -117,6 +124,14 @@ class StudyData:
     native: Any  # own size (masks and pixel sizes for the metrics)
     splits: dict[str, list[int]]
     class_names: tuple[str, ...]
+    _cache: dict[tuple[bool, int], dict[str, Any]] = field(default_factory=dict)
+
+    def sample(self, index: int, *, native: bool = False) -> dict[str, Any]:
+        """A sample decoded once: every arm and protocol measures the same test images."""
+        key = (native, index)
+        if key not in self._cache:
+            self._cache[key] = (self.native if native else self.dataset)[index]
+        return self._cache[key]
 
 
 def load_study_data(settings: StudySettings) -> StudyData:
@@ -258,16 +273,28 @@ def build_arm_denoiser(arm: Arm, trained: dict[str, Path], device: str):
     return make_denoiser(arm.method, **arm.params)
 
 
-def run_arm(denoiser: Any, images: dict[int, torch.Tensor], batch: int = 16
+def run_arm(denoiser: Any, images: dict[int, torch.Tensor], *, batch: int = 16,
+            workers: int = 1, method: tuple[str, dict[str, Any]] | None = None
             ) -> dict[int, torch.Tensor]:
-    """Denoise each image once (batched; networks gain from it, filters do not mind)."""
+    """Denoise each image once, in batches (networks gain from them). A classic filter
+    (`method` = (name, params)) runs in `workers` processes: BM3D takes most of a CPU study."""
     if denoiser is None:
         return dict(images)
     keys = list(images)
+    chunks = [keys[start:start + batch] for start in range(0, len(keys), batch)]
+    stacks = (torch.stack([images[k] for k in chunk]) for chunk in chunks)
+    if method is not None and workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        from usdenoise.denoise_files import _init_worker, denoise_in_worker
+
+        with ProcessPoolExecutor(workers, initializer=_init_worker,
+                                 initargs=method) as pool:
+            results = list(pool.map(denoise_in_worker, stacks))
+    else:
+        results = [denoiser.denoise(x).cpu() for x in stacks]
     out: dict[int, torch.Tensor] = {}
-    for start in range(0, len(keys), batch):
-        chunk = keys[start:start + batch]
-        y = denoiser.denoise(torch.stack([images[k] for k in chunk])).cpu()
+    for chunk, y in zip(chunks, results, strict=True):
         out.update(zip(chunk, y, strict=True))
     return out
 
@@ -308,7 +335,7 @@ def segment_rows(model: torch.nn.Module, data: StudyData, images: dict[int, torc
         quality = psnr(x.clamp(0, 1), torch.stack([clean[k] for k in chunk]))
         for k, pred, q in zip(chunk, preds, quality, strict=True):
             if native:
-                sample = data.native[k]
+                sample = data.sample(k, native=True)
                 from usdenoise.data.transforms import resize_mask
 
                 full = resize_mask(pred, tuple(sample["mask"].shape[-2:]))
@@ -319,7 +346,7 @@ def segment_rows(model: torch.nn.Module, data: StudyData, images: dict[int, torc
                 values["hd95"] = values.get(f"hd95_{unit}")
                 values["hd95_unit"] = unit
             else:
-                sample = data.dataset[k]
+                sample = data.sample(k)
                 dice = dice_per_class(pred, sample["mask"], len(data.class_names))[1:]
                 finite = dice[~torch.isnan(torch.from_numpy(dice)).numpy()]
                 values = {"dice": float(finite.mean()) if finite.size else None}
@@ -407,7 +434,7 @@ def run_study(settings: StudySettings, out_dir: str | Path, *, log: Log = print,
     used = sorted({i for part in ("train", "val", "test") for i in data.splits[part]})
     if "B" not in settings.protocols:
         used = sorted(set(data.splits["val"]) | set(data.splits["test"]))
-    clean = {i: data.dataset[i]["image"].float() for i in used}
+    clean = {i: data.sample(i)["image"].float() for i in used}
     noisy = {s: ({i: clean[i] for i in used} if s == "none" else
                  {i: add_speckle(clean[i], s, i, settings.seed) for i in used})
              for s in settings.inputs}
@@ -418,7 +445,10 @@ def run_study(settings: StudySettings, out_dir: str | Path, *, log: Log = print,
         for s in settings.inputs:
             log(f"denoising {len(used)} images: {s} / {arm.name}")
             t0 = time.perf_counter()
-            processed[s, arm.name] = run_arm(denoiser, noisy[s])
+            classic = (arm.method, arm.params) if arm.method in CLASSIC_NAMES else None
+            processed[s, arm.name] = run_arm(denoiser, noisy[s], method=classic,
+                                             batch=4 if classic else 16,
+                                             workers=settings.workers)
             seconds[arm.name] = seconds.get(arm.name, 0.0) + time.perf_counter() - t0
     test_ids, val_ids = data.splits["test"], data.splits["val"]
 
@@ -496,11 +526,11 @@ def _example_panels(settings, data, model, processed, arms, test_ids):
 
     panels = []
     for i in test_ids[: settings.examples]:
-        mask = data.dataset[i]["mask"]
+        mask = data.sample(i)["mask"]
         tiles = []
         for s in settings.inputs:
             for arm in arms:
                 image = processed[s, arm.name][i]
                 tiles.append((s, arm.name, image, predict(model, image[None])[0]))
-        panels.append((str(data.dataset[i]["id"]), mask, tiles))
+        panels.append((str(data.sample(i)["id"]), mask, tiles))
     return panels
