@@ -41,8 +41,8 @@ INPUTS = ("none", "rayleigh:0.25", "rayleigh:0.5")
 PROTOCOLS = ("A", "B")
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 # --quick: small images, a subset, few epochs (about 5 minutes on a 2-core CPU)
-QUICK = {"size": 64, "segmenter_epochs": 12, "denoiser_epochs": 6, "max_images": (96, 24, 32)}
-FULL = {"size": 128, "segmenter_epochs": 40, "denoiser_epochs": 30, "max_images": None}
+QUICK = {"size": 64, "segmenter_epochs": 30, "denoiser_epochs": 40, "max_images": (96, 24, 32)}
+FULL = {"size": 128, "segmenter_epochs": 40, "denoiser_epochs": 40, "max_images": None}
 CPU_DENOISER_OPTIONS = {"shuffle": 2}  # space-to-depth: ~7x faster DiConvAE training on CPU
 
 
@@ -415,11 +415,11 @@ def run_study(settings: StudySettings, out_dir: str | Path, *, log: Log = print,
 
     # protocol A segmenter: on the original images
     if settings.segmenter:
-        seg_a_path = Path(settings.segmenter)
+        seg_a_path = Path(settings.segmenter).resolve()
         notes.append(f"protocol A segmenter reused from {seg_a_path}")
     else:
         seg_a_path = _train(segmenter_config(settings, data, runs / "segmenter-A"), log,
-                            "protocol A segmenter (original images)")
+                            "protocol A segmenter (original images)").resolve()
     seg_a, seg_sidecar = load_segmenter(seg_a_path, device=settings.device)
     _check_segmenter(seg_sidecar, data, seg_a_path, settings.size)
 
