@@ -8,7 +8,7 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
 ORDER = [
-    "cli", "default_model", "networks", "training", "segmentation", "speckle",
+    "cli", "default_model", "networks", "training", "segmentation", "study", "speckle",
     "classic_local", "classic_nonlocal", "metrics", "data", "io", "benchmarks", "development",
 ]
 
