@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli as _cli
 
 from usdenoise.checkpoint import save_model
-from usdenoise.cli import main
 from usdenoise.config import TrainConfig
 from usdenoise.errors import UsdenoiseError
 from usdenoise.io import write_image, write_mask
@@ -39,15 +39,6 @@ pytest.importorskip("monai")
 TINY = ["--size", "32", "--epochs", "1", "--limit", "1", "--batch-size", "4", "--device", "cpu",
         "--no-progress", "--arch", "segnet", "--model-param", "channels=4,8,8"]
 
-
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # --- metrics against hand-computed cases -----------------------------------------------------

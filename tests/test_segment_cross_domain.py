@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli as _cli
 from psfhs_fixtures import write_psfhs_case
 from typer.testing import CliRunner
 
@@ -30,15 +31,6 @@ TINY = ["--size", "32", "--epochs", "1", "--limit", "1", "--batch-size", "4", "-
 NOTE = ("psfhs: class 'pubic_symphysis' has no counterpart in the model (background, head): "
         "counted as background")
 
-
-def _cli(capsys, *args: object) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _psfhs(root: Path, n: int, *, spacing=(0.2, 0.2)) -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import run_cli as _cli
 from torch import nn
 
 from usdenoise.cli import main
@@ -27,15 +28,6 @@ TINY = ["--size", "32", "--segmenter-epochs", "1", "--denoiser-epochs", "1",
         "--examples", "1", "--segmenter-param", "channels=4,8", "--denoiser-param",
         "channels=4,4,4,4"]
 
-
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # --- summaries and targets ---------------------------------------------------------------------
