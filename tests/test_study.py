@@ -263,3 +263,20 @@ def test_classic_arm_in_worker_processes_matches_one_process() -> None:
     assert list(two) == list(images)
     for i in images:
         torch.testing.assert_close(one[i], two[i], atol=0, rtol=0)
+
+
+def test_task_arms_train_against_the_protocol_a_segmenter(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "s"
+    code, _, err = _cli(capsys, "study", "phantom:40", "--out", out, *TINY, "--protocols", "A",
+                        "--inputs", "rayleigh:0.5", "--arms",
+                        "none,diconvae-task,diconvae-taskperceptual")
+    assert code == 0, err
+    segmenter = (out / "runs" / "segmenter-A" / "model_best.safetensors").resolve()
+    for arm, loss in (("diconvae-task", "l1+msssim+0.1*task"),
+                      ("diconvae-taskperceptual", "l1+taskperceptual")):
+        config = json.loads((out / "runs" / f"denoiser-{arm}" / "model_best.json").read_text())
+        config = config["meta"]["config"]
+        assert config["loss"] == loss and config["segmenter"] == str(segmenter)
+    doc = json.loads((out / "study.json").read_text())
+    assert {r["arm"] for r in doc["records"]} == {"none", "diconvae-task",
+                                                  "diconvae-taskperceptual"}
