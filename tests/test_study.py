@@ -280,3 +280,23 @@ def test_task_arms_train_against_the_protocol_a_segmenter(tmp_path: Path, capsys
     doc = json.loads((out / "study.json").read_text())
     assert {r["arm"] for r in doc["records"]} == {"none", "diconvae-task",
                                                   "diconvae-taskperceptual"}
+
+
+def test_vgg_weights_add_the_perceptual_arms(tmp_path: Path, capsys) -> None:
+    from usdenoise.models.vgg import VGG16Features
+
+    torch.manual_seed(0)
+    weights = tmp_path / "vgg16.pth"
+    torch.save(VGG16Features(("relu3_3",)).features.state_dict(), weights)  # random, local
+    arms, notes = select_arms(None, vgg_weights=str(weights))
+    names = [a.name for a in arms]
+    assert "diconvae-l2perceptual" in names and "diconvae-l1perceptual" in names
+    assert "diconvae-taskperceptual" not in names and not any("stands in" in n for n in notes)
+    out = tmp_path / "s"
+    code, _, err = _cli(capsys, "study", "phantom:40", "--out", out, *TINY, "--protocols", "A",
+                        "--inputs", "rayleigh:0.5", "--arms", "none,diconvae-l1perceptual",
+                        "--vgg-weights", weights)
+    assert code == 0, err
+    config = json.loads((out / "runs" / "denoiser-diconvae-l1perceptual" / "model_best.json")
+                        .read_text())["meta"]["config"]
+    assert config["loss"] == "l1+0.1*perceptual" and config["vgg_weights"] == str(weights)
