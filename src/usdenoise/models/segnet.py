@@ -40,7 +40,7 @@ class SegNet(nn.Module):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {"channels": [64, 128, 256, 512, 512], "convs": [2, 2, 3, 3, 3]},
-        "fast": {"channels": [8, 16, 32], "convs": [2, 2, 2]},
+        "fast": {"channels": [8, 16, 32], "convs": 2},  # an int: any --model-param channels=
     }
     DEFAULT_PRESET: ClassVar[str] = "fast"
 
