@@ -324,6 +324,9 @@ def segment_evaluate(
     classes: str | None = typer.Option(
         None, help="model classes to evaluate, e.g. head (others count as background); "
         "default: every class matched by name to the data's (head ~ fetal_head)"),
+    postprocess: str = typer.Option("none", help="clean the prediction first: none, largest "
+                                                 "(largest region per class, holes filled) or "
+                                                 "ellipse (head replaced by its fitted ellipse)"),
     overwrite: bool = typer.Option(False, help="replace existing results in --out"),
 ) -> None:
     """Segment images with a trained model: Dice, IoU, HD95, area bias, HC error."""
@@ -333,7 +336,7 @@ def segment_evaluate(
     settings = SegmentEvaluation(
         data=data, model=str(model), noise=noise, denoise=method, denoise_params=params,
         split=split, size=size, limit=limit, seed=seed, examples=examples, device=device,
-        classes=classes)
+        classes=classes, postprocess=postprocess)
     records, _ = evaluate_segmenter(settings, out, overwrite=overwrite)
     def show(value: float | None, spec: str = ".4f") -> str:
         return "–" if value is None else format(value, spec)

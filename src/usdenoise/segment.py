@@ -45,6 +45,7 @@ from torch import nn
 from usdenoise.class_mapping import ClassMapping, map_classes
 from usdenoise.data.phantom import ellipse_perimeter  # Ramanujan's perimeter
 from usdenoise.errors import UsdenoiseError, optional_import
+from usdenoise.postprocess import POSTPROCESS, postprocess_mask
 
 SEGMENT_LOSSES = ("dice+ce", "dice", "ce")
 NO_PROCESSING = (None, "", "none", "noisy")
@@ -499,6 +500,7 @@ class SegmentEvaluation:
     examples: int = 4  # coloured overlays written
     device: str = "auto"
     classes: str | None = None  # model classes to evaluate ("head,..."); None/"auto": by name
+    postprocess: str = "none"  # none, largest or ellipse (usdenoise.postprocess)
 
 
 SEGMENT_COLUMNS = ("dice", "iou", "hd95", "area_bias", "hc_abs_error_mm", "n_missing_hc")
@@ -592,6 +594,9 @@ def evaluate_segmenter(settings: SegmentEvaluation, out_dir: str | Path, *,
     out_dir = Path(out_dir)
     if settings.split not in ("train", "val", "test", "all"):
         raise UsdenoiseError(f"--split {settings.split!r}: choose train, val, test or all")
+    if settings.postprocess not in POSTPROCESS:
+        raise UsdenoiseError(f"--postprocess {settings.postprocess!r}: choose "
+                             f"{', '.join(POSTPROCESS)}")
     if (out_dir / "results.json").exists() and not overwrite:
         raise UsdenoiseError(f"{out_dir}: results.json already exists (use --overwrite)")
     device = settings.device
@@ -600,6 +605,7 @@ def evaluate_segmenter(settings: SegmentEvaluation, out_dir: str | Path, *,
     model, sidecar = load_segmenter(settings.model, device=device)
     meta = sidecar.get("meta", {})
     run_config = meta.get("config", {})
+    model_names = tuple(meta.get("class_names") or ("background", "head"))
     seed = settings.seed if settings.seed is not None else int(run_config.get("seed", 0))
     model_size = meta.get("image_size", run_config.get("image_size"))
     dataset = load_dataset(settings.data, size=settings.size)
@@ -637,6 +643,8 @@ def evaluate_segmenter(settings: SegmentEvaluation, out_dir: str | Path, *,
                 x = pipeline(x, index)
                 started = time.perf_counter()
                 pred = predict(model, x[None], out_size=size)[0]
+                pred = postprocess_mask(pred, settings.postprocess,
+                                        head=head_classes(model_names))
                 seconds += time.perf_counter() - started
                 measured, truth = mapping.prediction(pred), mapping.truth(sample["mask"])
                 values = image_metrics(measured, truth, class_names=class_names,
@@ -684,6 +692,7 @@ def _summarise(rows, settings, sidecar, dataset, pipeline, class_names, seconds)
         "dataset": getattr(dataset, "name", settings.data.split(":")[0]),
         "data": settings.data, "split": settings.split, "n_images": n,
         "model": str(settings.model), "arch": sidecar["arch"],
+        "postprocess": settings.postprocess,
         "trained_inputs": sidecar.get("meta", {}).get("inputs"),
     }
     mean = lambda key: _nanmean([r.get(key) for r in rows])  # noqa: E731
