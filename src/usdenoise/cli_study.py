@@ -34,8 +34,9 @@ def study_command(
     quick: bool = typer.Option(False, help="reduced study: 64 px, a subset, few epochs "
                                            "(minutes on a CPU)"),
     arms: str | None = typer.Option(None, help="comma list of arms (default: all; see README)"),
-    inputs: str = typer.Option("none,rayleigh:0.25,rayleigh:0.5",
-                               help="comma list: none (original images) and speckle specs"),
+    inputs: str | None = typer.Option(None, help="comma list: none (original images) and "
+                                                 "speckle specs (default none,rayleigh:0.25,"
+                                                 "rayleigh:0.5; quick: none,rayleigh:0.5)"),
     protocols: str = typer.Option("A,B", help="A (segmenter trained on originals), B "
                                               "(trained on processed images), or both"),
     tune_strength: bool = typer.Option(False, help="choose α (denoised/input blend) per arm "
@@ -45,9 +46,9 @@ def study_command(
                                                      "(trained on original images)"),
     segmenter_arch: str = typer.Option("unet", help="unet (MONAI) or segnet"),
     segmenter_param: list[str] = typer.Option([], help="segmenter option key=value"),
-    segmenter_epochs: int | None = typer.Option(None, help="default 40 (quick 12)"),
-    denoiser_epochs: int | None = typer.Option(None, help="DiConvAE arms; default 30 "
-                                                          "(quick 6)"),
+    segmenter_epochs: int | None = typer.Option(None, help="default 40 (quick 20)"),
+    denoiser_epochs: int | None = typer.Option(None, help="DiConvAE arms; default 40 "
+                                                          "(quick 25)"),
     denoiser_param: list[str] = typer.Option([], help="DiConvAE option key=value (default "
                                                       "on CPU: shuffle=2)"),
     denoiser_noise: str = typer.Option("rayleigh:0.05-0.6", help="speckle the DiConvAE "
@@ -77,7 +78,7 @@ def study_command(
         if len(limits) != 3 or min(limits) < 1:
             raise UsdenoiseError(f"--max-images {max_images!r}: give train,val,test counts >= 1")
     settings = StudySettings(
-        data=data, quick=quick, arms=_comma_list(arms), inputs=_comma_list(inputs) or [],
+        data=data, quick=quick, arms=_comma_list(arms), inputs=_comma_list(inputs),
         protocols=[p.upper() for p in _comma_list(protocols) or []], size=size,
         segmenter_arch=segmenter_arch, segmenter_options=parse_model_params(segmenter_param),
         segmenter_epochs=segmenter_epochs, denoiser_epochs=denoiser_epochs,
