@@ -24,14 +24,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import HC18, RESULTS, machine, write_json, write_text  # noqa: E402
 
 
-def evaluate(run: str, data: str) -> dict:
+def evaluate(run: str, data: str, postprocess: str) -> dict:
     from usdenoise.segment import SegmentEvaluation, evaluate_segmenter
 
     with tempfile.TemporaryDirectory() as out:
         records, _ = evaluate_segmenter(
-            SegmentEvaluation(data=data, model=run, split="test", examples=0), Path(out))
+            SegmentEvaluation(data=data, model=run, split="test", examples=0,
+                              postprocess=postprocess), Path(out))
     r = records[0]
-    return {"model": run, "arch": r["arch"], "n_images": r["n_images"], "dice": r["dice"],
+    return {"model": run, "arch": r["arch"], "postprocess": postprocess,
+            "n_images": r["n_images"], "dice": r["dice"],
             "hc_abs_error_mm": r["hc_abs_error_mm"], "hd95_mm": r["hd95"],
             "area_bias": r["area_bias"], "n_missing_hc": r["n_missing_hc"],
             "met": r["dice"] >= 0.97 and (r["hc_abs_error_mm"] or 1e9) <= 2.0}
@@ -43,17 +45,21 @@ def main() -> None:
     parser.add_argument("--segnet")
     parser.add_argument("--study")
     parser.add_argument("--data", default=HC18)
+    parser.add_argument("--postprocess", default="none,ellipse",
+                        help="comma list of segment evaluate --postprocess modes to measure")
     args = parser.parse_args()
 
     result: dict = {"machine": machine(), "data": args.data, "segmenters": []}
-    lines = ["# Segmentation targets", "", "| model | arch | test images | Dice | HC error (mm) "
-             "| HD95 (mm) | area bias | target met |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["# Segmentation targets", "", "| model | arch | postprocess | test images | Dice | "
+             "HC error (mm) | HD95 (mm) | area bias | target met |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for run in filter(None, (args.unet, args.segnet)):
-        r = evaluate(run, args.data)
-        result["segmenters"].append(r)
-        lines.append(f"| {run} | {r['arch']} | {r['n_images']} | {r['dice']:.4f} | "
-                     f"{r['hc_abs_error_mm']:.2f} | {r['hd95_mm']:.2f} | {r['area_bias']:+.4f} | "
-                     f"{'yes' if r['met'] else 'no'} |")
+        for mode in args.postprocess.split(","):
+            r = evaluate(run, args.data, mode)
+            result["segmenters"].append(r)
+            lines.append(f"| {run} | {r['arch']} | {mode} | {r['n_images']} | {r['dice']:.4f} | "
+                         f"{r['hc_abs_error_mm']:.2f} | {r['hd95_mm']:.2f} | "
+                         f"{r['area_bias']:+.4f} | {'yes' if r['met'] else 'no'} |")
     if args.study:
         doc = json.loads((Path(args.study) / "study.json").read_text())
         result["study"] = {"folder": args.study, "settings": doc["settings"],
