@@ -50,7 +50,7 @@ def list_command() -> None:
             table.add_row(name, description)
         out.print(table)
         if family == "Denoisers":
-            from usdenoise.denoisers import STRENGTH
+            from usdenoise.denoiser import STRENGTH
 
             out.print(f"every denoiser also takes {STRENGTH.describe()}")
 

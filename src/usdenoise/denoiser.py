@@ -72,11 +72,18 @@ class Param:
         return f"{self.name}={self.default!r}{bounds}: {self.doc}"
 
 
+STRENGTH = Param("strength", 1.0, "blend α·denoised + (1−α)·input (every method)",
+                 low=0.0, high=1.0)
+
+
 class Denoiser:
     """Base class: `denoise(x[B,1,H,W]) -> same shape, values in [0, 1]`.
 
     Subclasses set `name`, `params` and implement `_denoise`. Parameters are keyword-only and
-    validated here, then available as attributes (`self.window`, ...).
+    validated here, then available as attributes (`self.window`, ...). Every method also
+    takes `strength` (α, `STRENGTH`): the output is α · denoised + (1 − α) · input, the one
+    knob that turns any method down the same way. A class may list it among its own `params`
+    (the networks do); otherwise it enters `config` only when given.
     """
 
     name: ClassVar[str] = "denoiser"
@@ -87,6 +94,7 @@ class Denoiser:
 
     def __init__(self, **kwargs: Any) -> None:
         known = {p.name: p for p in self.params}
+        strength = None if "strength" in known else kwargs.pop("strength", None)
         unknown = sorted(set(kwargs) - set(known))
         if unknown:
             names = ", ".join(known) or "none"
@@ -98,6 +106,11 @@ class Denoiser:
             value = p.coerce(kwargs[p.name], owner=self.name) if p.name in kwargs else p.default
             self.config[p.name] = value
             setattr(self, p.name, value)
+        if "strength" not in known:
+            self.strength = STRENGTH.default
+            if strength is not None:
+                self.strength = self.config["strength"] = STRENGTH.coerce(strength,
+                                                                          owner=self.name)
         self.check_config()
 
     def check_config(self) -> None:
@@ -113,8 +126,13 @@ class Denoiser:
                 f"{self.name}: image {tuple(x.shape[-2:])} is smaller than the "
                 f"{self.min_size}-pixel minimum for these parameters"
             )
+        x32 = x.float()
+        if self.strength == 0.0:
+            return x32.clamp(0.0, 1.0).to(x.dtype)  # the input itself: nothing to compute
         with torch.no_grad():
-            y = self._denoise(x.float())
+            y = self._denoise(x32)
+            if self.strength < 1.0:
+                y = self.strength * y + (1.0 - self.strength) * x32
         return y.clamp(0.0, 1.0).to(x.dtype)
 
     def _denoise(self, x: torch.Tensor) -> torch.Tensor:

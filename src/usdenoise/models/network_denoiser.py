@@ -3,7 +3,8 @@
 `network` loads any denoiser checkpoint (`checkpoint=PATH`, see `usdenoise.checkpoint`);
 `default` loads the model shipped inside the package (`usdenoise/weights/default.*`).
 Both denoise in overlapping tiles (`tile`, `overlap`) so memory stays bounded, and
-`strength` blends the output with the input (1 = network output, 0 = input unchanged).
+`strength` blends the output with the input (1 = network output, 0 = input unchanged), as
+for every denoiser (`usdenoise.denoiser.STRENGTH`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from usdenoise.denoiser import Denoiser, Param
+from usdenoise.denoiser import STRENGTH, Denoiser, Param
 from usdenoise.errors import UsdenoiseError
 from usdenoise.models.tiling import denoise_tiled
 
@@ -25,7 +26,7 @@ _COMMON = (
     Param("tile", 512, "tile side in pixels for tiled inference", int, low=16),
     Param("overlap", 32, "overlap between tiles in pixels (smoothly blended)", int, low=0),
     Param("device", "auto", "where the network runs", str, choices=("auto", "cpu", "cuda")),
-    Param("strength", 1.0, "blend: 1 = network output, 0 = input", float, low=0.0, high=1.0),
+    STRENGTH,  # listed with the networks' own parameters; the base class applies it
 )
 
 
@@ -61,8 +62,6 @@ class _NetworkBase(Denoiser):
                 f"{self.name}: out of GPU memory; use a smaller tile (tile={self.tile}) "
                 "or device=cpu"
             ) from None
-        if self.strength < 1.0:
-            y = self.strength * y + (1.0 - self.strength) * x
         return y
 
 
