@@ -17,6 +17,22 @@ def _pyplot():
     return plt
 
 
+def safe_name(text: str, *, empty: str = "figure") -> str:
+    """A file-name part: runs of characters other than letters, digits, `._-` become "-"
+    ("rayleigh:0.5" -> "rayleigh-0.5", "a (b)" -> "a-b"); `empty` if nothing is left."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or empty
+
+
+def save_figure(fig, path: Path, *, dpi: int = 110) -> None:
+    """Write a matplotlib figure as PNG atomically (temporary name, then rename) and close it."""
+    from usdenoise.io import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    _pyplot().close(fig)
+
+
 def save_example_grid(
     path: Path,
     *,
@@ -26,7 +42,7 @@ def save_example_grid(
     title: str,
 ) -> None:
     """Rows are images, columns are clean (if known) then each method; also each tile as PNG."""
-    from usdenoise.io import atomic_write, write_image
+    from usdenoise.io import write_image
 
     columns: dict[str, list[torch.Tensor]] = {}
     if clean is not None:
@@ -52,20 +68,15 @@ def save_example_grid(
                 axes[row][col].set_title(label, fontsize=9)
             if col == 0:
                 axes[row][col].set_ylabel(image_id, fontsize=8)
-            safe = re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-") or "method"
-            write_image(tiles_dir / f"{image_id}_{safe}.png", image)  # "a (b)" -> "a-b"
+            write_image(tiles_dir / f"{image_id}_{safe_name(label, empty='method')}.png", image)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def save_curves(path: Path, x: list[float], series: dict[str, list[float]], *,
                 xlabel: str, ylabel: str, title: str) -> None:
     """Line plot of one or more series against x (loss curves, strength curves)."""
-    from usdenoise.io import atomic_write
-
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for label, values in series.items():
@@ -76,7 +87,4 @@ def save_curves(path: Path, x: list[float], series: dict[str, list[float]], *,
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

@@ -26,7 +26,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ class StudySettings:
     def resolved(self) -> StudySettings:
         """Defaults of the chosen mode filled in, and the values checked."""
         base = QUICK if self.quick else FULL
-        out = StudySettings(**{**asdict(self)})
+        out = replace(self)
         for key in ("size", "segmenter_epochs", "denoiser_epochs", "max_images", "inputs"):
             if getattr(out, key) is None:
                 value = base[key]
@@ -177,8 +177,6 @@ def _train(config: Any, log: Log, what: str, *, task: Any = None) -> Path:
         config.resume = str(run)
     started = time.perf_counter()
     log(f"training {what} ({config.epochs} epochs) in {run}")
-    if task is not None:
-        task.config = config
     best = fit(config, task=task)
     log(f"  done in {time.perf_counter() - started:.0f} s")
     return best
@@ -319,8 +317,10 @@ def segment_rows(model: torch.nn.Module, data: StudyData, images: dict[int, torc
     native=True: metrics at each image's own size (as `segment evaluate`); False: at network
     size, Dice and HC only (the cheap form the strength search uses on validation images).
     """
+    from usdenoise.data.transforms import resize_mask
     from usdenoise.metrics import psnr
     from usdenoise.segment import (
+        _nanmean,
         dice_per_class,
         head_circumference,
         head_classes,
@@ -339,8 +339,6 @@ def segment_rows(model: torch.nn.Module, data: StudyData, images: dict[int, torc
         for k, pred, q in zip(chunk, preds, quality, strict=True):
             if native:
                 sample = data.sample(k, native=True)
-                from usdenoise.data.transforms import resize_mask
-
                 full = resize_mask(pred, tuple(sample["mask"].shape[-2:]))
                 values = image_metrics(full, sample["mask"], class_names=data.class_names,
                                        spacing_mm=sample.get("spacing_mm"),
@@ -350,9 +348,8 @@ def segment_rows(model: torch.nn.Module, data: StudyData, images: dict[int, torc
                 values["hd95_unit"] = unit
             else:
                 sample = data.sample(k)
-                dice = dice_per_class(pred, sample["mask"], len(data.class_names))[1:]
-                finite = dice[~torch.isnan(torch.from_numpy(dice)).numpy()]
-                values = {"dice": float(finite.mean()) if finite.size else None}
+                dice = dice_per_class(pred, sample["mask"], len(data.class_names))
+                values = {"dice": _nanmean(dice[1:])}  # foreground classes, as image_metrics
                 hc_error = None
                 if sample.get("spacing_mm") is not None and sample.get("hc_mm") is not None:
                     hc = head_circumference(pred, sample["spacing_mm"], classes=heads)
@@ -393,15 +390,12 @@ def tune_strength(model: torch.nn.Module, data: StudyData, noisy: dict[int, torc
 # the study
 
 
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
-
-
 def run_study(settings: StudySettings, out_dir: str | Path, *, log: Log = print,
               overwrite: bool = False) -> dict[str, Any]:
     """Run every step; returns the study document also written to OUT/study.json."""
+    from usdenoise.figures import safe_name
     from usdenoise.segment import load_segmenter
-    from usdenoise.study_report import write_study
+    from usdenoise.study_report import TUNED_SUFFIX, write_study
 
     started = time.perf_counter()
     say = log
@@ -436,9 +430,9 @@ def run_study(settings: StudySettings, out_dir: str | Path, *, log: Log = print,
                 denoiser_config(settings, data, arm, run, seg_a_path), log, f"arm {arm.name}")
 
     # every image through every input and arm, once
-    used = sorted({i for part in ("train", "val", "test") for i in data.splits[part]})
-    if "B" not in settings.protocols:
-        used = sorted(set(data.splits["val"]) | set(data.splits["test"]))
+    # protocol B trains on the processed images too; A needs validation and test only
+    parts = ("train", "val", "test") if "B" in settings.protocols else ("val", "test")
+    used = sorted({i for part in parts for i in data.splits[part]})
     clean = {i: data.sample(i)["image"].float() for i in used}
     noisy = {s: ({i: clean[i] for i in used} if s == "none" else
                  {i: add_speckle(clean[i], s, i, settings.seed) for i in used})
@@ -483,14 +477,14 @@ def run_study(settings: StudySettings, out_dir: str | Path, *, log: Log = print,
                     chosen[s, arm.name] = alpha
                     curves += [{"input": s, "arm": arm.name, **point} for point in curve]
                     tuned = {i: blend(den[i], noisy[s][i], alpha) for i in test_ids}
-                    add("A", s, f"{arm.name}@tuned", alpha, seg_a, tuned)
+                    add("A", s, f"{arm.name}{TUNED_SUFFIX}", alpha, seg_a, tuned)
     if "B" in settings.protocols:
         for s in settings.inputs:
             for arm in arms:
                 if s == "none" and arm.name == "none" and not settings.segmenter:
                     model = seg_a  # trained on the original images: protocol A's segmenter
                 else:
-                    run = runs / f"segmenter-B-{_safe(s)}-{arm.name}"
+                    run = runs / f"segmenter-B-{safe_name(s)}-{arm.name}"
                     best = train_protocol_b(settings, data, run, processed[s, arm.name], s,
                                             arm.name, log)
                     model, _ = load_segmenter(best, device=settings.device)
@@ -526,7 +520,8 @@ def _check_segmenter(sidecar: dict[str, Any], data: StudyData, path: Path, size:
 
 
 def _example_panels(settings, data, model, processed, arms, test_ids):
-    """(title, [(label, image, prediction)]) per shown test image, protocol A."""
+    """(image id, true mask, [(input, arm, image, prediction)]) per shown test image, with
+    the protocol A segmenter."""
     from usdenoise.segment import predict
 
     panels = []

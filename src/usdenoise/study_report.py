@@ -23,10 +23,7 @@ import numpy as np
 
 from usdenoise import __version__
 
-# (key, label, higher is better)
-METRICS = (("dice", "Dice", True), ("hd95", "HD95", False),
-           ("hc_abs_error_mm", "HC error (mm)", False), ("area_bias", "area bias", None),
-           ("psnr", "PSNR (dB)", True))
+METRICS = ("dice", "hd95", "hc_abs_error_mm", "area_bias", "psnr")  # summarised per record
 RECOVERY_INPUT = "rayleigh:0.5"
 TUNED_SUFFIX = "@tuned"
 
@@ -57,7 +54,7 @@ def summarise(rows: list[dict[str, Any]], *, seed: int = 0, resamples: int = 200
             "n_subjects": len(set(_subjects(group))),
             "hd95_unit": group[0].get("hd95_unit"),
             "n_missing_hc": sum(r.get("hc_status") == "no head predicted" for r in group)}
-        for key, _, _ in METRICS:
+        for key in METRICS:
             values = _values(group, key)
             if np.isnan(values).all():
                 record.update({key: None, f"{key}_low": None, f"{key}_high": None})
@@ -226,8 +223,7 @@ def _num(value: Any, digits: int = 4) -> str:
 
 
 def _dice_figure(path: Path, records: list[dict[str, Any]]) -> None:
-    from usdenoise.figures import _pyplot
-    from usdenoise.io import atomic_write
+    from usdenoise.figures import _pyplot, save_figure
 
     plt = _pyplot()
     protocols = sorted({r["protocol"] for r in records})
@@ -242,12 +238,12 @@ def _dice_figure(path: Path, records: list[dict[str, Any]]) -> None:
                 r = _find(part, protocol, noise, arm)
                 if r is None:
                     continue
+                low = r["dice"] if r["dice_low"] is None else r["dice_low"]
+                high = r["dice"] if r["dice_high"] is None else r["dice_high"]
                 xs.append(j + (k - (len(inputs) - 1) / 2) * 0.2)
                 ys.append(r["dice"])
-                err[0].append(r["dice"] - (r["dice_low"] if r["dice_low"] is not None
-                                           else r["dice"]))
-                err[1].append((r["dice_high"] if r["dice_high"] is not None else r["dice"])
-                              - r["dice"])
+                err[0].append(r["dice"] - low)
+                err[1].append(high - r["dice"])
             ax.errorbar(xs, ys, yerr=err, fmt="o", capsize=3, label=noise)
         ax.set_xticks(range(len(arms)))
         ax.set_xticklabels(arms, rotation=35, ha="right", fontsize=8)
@@ -256,14 +252,11 @@ def _dice_figure(path: Path, records: list[dict[str, Any]]) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, title="input", title_fontsize=8)
     fig.tight_layout()
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _strength_figures(folder: Path, curves: list[dict[str, Any]]) -> None:
-    from usdenoise.figures import _pyplot
-    from usdenoise.io import atomic_write
+    from usdenoise.figures import _pyplot, safe_name, save_figure
 
     plt = _pyplot()
     for noise in dict.fromkeys(c["input"] for c in curves):
@@ -281,14 +274,11 @@ def _strength_figures(folder: Path, curves: list[dict[str, Any]]) -> None:
         left.legend(fontsize=7)
         fig.suptitle(f"input {noise}: Dice and PSNR against the denoising strength", fontsize=10)
         fig.tight_layout()
-        with atomic_write(folder / f"strength_{_safe(noise)}.png") as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-        plt.close(fig)
+        save_figure(fig, folder / f"strength_{safe_name(noise)}.png")
 
 
 def _example_figure(path: Path, image_id: str, mask, tiles) -> None:
-    from usdenoise.figures import _pyplot
-    from usdenoise.io import atomic_write
+    from usdenoise.figures import _pyplot, save_figure
     from usdenoise.segment import overlay
 
     plt = _pyplot()
@@ -308,13 +298,7 @@ def _example_figure(path: Path, image_id: str, mask, tiles) -> None:
     fig.suptitle(f"{image_id}: protocol A prediction (tint) and true border (green)",
                  fontsize=9)
     fig.tight_layout()
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-
-
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
+    save_figure(fig, path, dpi=100)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,6 +308,7 @@ def _safe(text: str) -> str:
 def write_study(out_dir: Path, *, rows: list[dict[str, Any]], curves: list[dict[str, Any]],
                 context: dict[str, Any], examples, seed: int, resamples: int) -> dict[str, Any]:
     """Summarise and write everything; returns the study.json document."""
+    from usdenoise.figures import safe_name
     from usdenoise.io import publish_folder
     from usdenoise.report import _json_safe, records_to_csv, write_text_atomic
 
@@ -338,15 +323,14 @@ def write_study(out_dir: Path, *, rows: list[dict[str, Any]], curves: list[dict[
                           json.dumps(_json_safe(document), indent=2, allow_nan=False) + "\n")
         write_text_atomic(staging / "study.csv", records_to_csv(records))
         write_text_atomic(staging / "study.md", to_markdown(document))
-        per_image = [{k: v for k, v in r.items() if k != "spacing_mm"} for r in rows]
-        write_text_atomic(staging / "per_image.csv", records_to_csv(per_image))
+        write_text_atomic(staging / "per_image.csv", records_to_csv(rows))
         if curves:
             write_text_atomic(staging / "strength.csv", records_to_csv(curves))
             _strength_figures(staging / "figures", curves)
         if records:
             _dice_figure(staging / "figures" / "dice.png", records)
         for image_id, mask, tiles in examples:
-            _example_figure(staging / "figures" / f"example_{_safe(image_id)}.png", image_id,
+            _example_figure(staging / "figures" / f"example_{safe_name(image_id)}.png", image_id,
                             mask, tiles)
         publish_folder(staging, Path(out_dir))
     finally:
