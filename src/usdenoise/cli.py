@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -142,39 +143,60 @@ def denoise(
           f"skipped {len(summary.skipped)} file(s)", file=sys.stderr)
 
 
+# options `train` and `segment train` share (typer reads the Annotated metadata)
+DataArg = Annotated[str | None, typer.Argument(help=DATA_HELP + " (default: phantom)")]
+PresetOpt = Annotated[str | None, typer.Option(help="network preset: fast (CPU) or paper (GPU)")]
+ConfigOpt = Annotated[Path | None,
+                      typer.Option(help="TOML file with TrainConfig keys; options win")]
+EpochsOpt = Annotated[int | None, typer.Option(help="number of epochs (default 50)")]
+RunOpt = Annotated[Path | None, typer.Option(help="run folder for checkpoints and metrics")]
+BatchSizeOpt = Annotated[int | None, typer.Option(help="global batch size (default 16)")]
+LearningRateOpt = Annotated[float | None, typer.Option(help="Adam learning rate (default 1e-3)")]
+ScheduleOpt = Annotated[str | None, typer.Option(help="learning-rate schedule: cosine or none")]
+PatienceOpt = Annotated[int | None, typer.Option(help="early stop after N epochs without progress")]
+AmpOpt = Annotated[bool | None, typer.Option("--amp/--no-amp", help="bf16 autocast (default: GPU)")]
+DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N")]
+WorkersOpt = Annotated[int | None, typer.Option(help="data-loading worker processes")]
+SeedOpt = Annotated[int | None, typer.Option(help="seed of split, crops, speckle and weights")]
+ResumeOpt = Annotated[Path | None, typer.Option(help="continue the run in this folder")]
+LimitOpt = Annotated[int | None, typer.Option(help="at most N batches per epoch (quick runs)")]
+CacheOpt = Annotated[bool | None, typer.Option(
+    "--cache/--no-cache", help="keep decoded images in memory between epochs")]
+ProgressOpt = Annotated[bool | None, typer.Option(
+    "--progress/--no-progress", help="progress bar (default: when on a terminal)")]
+
+
 @app.command()
 def train(
-    data: str | None = typer.Argument(None, help=DATA_HELP + " (default: phantom)"),
-    config: Path | None = typer.Option(None, help="TOML file with TrainConfig keys; options win"),
+    data: DataArg = None,
+    config: ConfigOpt = None,
     arch: str | None = typer.Option(None, help="network: diconvae, dncnn or unet"),
-    preset: str | None = typer.Option(None, help="network preset: fast (CPU) or paper (GPU)"),
+    preset: PresetOpt = None,
     model_param: list[str] = typer.Option([], help="network option key=value, repeatable"),
     loss: str | None = typer.Option(None, help="loss, e.g. l1+msssim or 0.16*l1+0.84*msssim"),
     noise: str | None = typer.Option(None, help="speckle; a range is blind: rayleigh:0.1-0.75"),
-    epochs: int | None = typer.Option(None, help="number of epochs (default 50)"),
-    out: Path | None = typer.Option(None, help="run folder for checkpoints and metrics"),
-    batch_size: int | None = typer.Option(None, help="global batch size (default 16)"),
+    epochs: EpochsOpt = None,
+    out: RunOpt = None,
+    batch_size: BatchSizeOpt = None,
     crop: int | None = typer.Option(None, help="random crop size in pixels (default 96)"),
     size: int | None = typer.Option(None, help="resize images to SIZE x SIZE when loading"),
-    lr: float | None = typer.Option(None, help="Adam learning rate (default 1e-3)"),
-    schedule: str | None = typer.Option(None, help="learning-rate schedule: cosine or none"),
+    lr: LearningRateOpt = None,
+    schedule: ScheduleOpt = None,
     clip_grad: float | None = typer.Option(None, help="clip the gradient norm to this value"),
-    patience: int | None = typer.Option(None, help="early stop after N epochs without progress"),
-    amp: bool | None = typer.Option(None, "--amp/--no-amp", help="bf16 autocast (default: GPU)"),
+    patience: PatienceOpt = None,
+    amp: AmpOpt = None,
     channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last"),
     compile: bool | None = typer.Option(None, "--compile/--no-compile", help="torch.compile"),
-    device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N"),
-    workers: int | None = typer.Option(None, help="data-loading worker processes"),
-    cache: bool | None = typer.Option(None, "--cache/--no-cache",
-                                      help="keep decoded images in memory between epochs"),
-    seed: int | None = typer.Option(None, help="seed of split, crops, speckle and weights"),
-    resume: Path | None = typer.Option(None, help="continue the run in this folder"),
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+    cache: CacheOpt = None,
+    seed: SeedOpt = None,
+    resume: ResumeOpt = None,
     vgg_weights: Path | None = typer.Option(None, help="local VGG16 weights (perceptual loss)"),
     segmenter: Path | None = typer.Option(None, help="frozen segmenter run for the task and "
                                                      "taskperceptual losses"),
-    limit: int | None = typer.Option(None, help="at most N batches per epoch (quick runs)"),
-    progress: bool | None = typer.Option(None, "--progress/--no-progress",
-                                         help="progress bar (default: when on a terminal)"),
+    limit: LimitOpt = None,
+    progress: ProgressOpt = None,
 ) -> None:
     """Train a denoising network; torchrun -m usdenoise train ... runs it on several GPUs."""
     from usdenoise.config import TrainConfig, config_from_dict, load_config, parse_model_params
@@ -246,9 +268,9 @@ def _denoise_choice(denoise: str | None, denoise_model: Path | None, params: lis
 
 @segment_app.command("train")
 def segment_train(
-    data: str | None = typer.Argument(None, help=DATA_HELP + " (default: phantom)"),
+    data: DataArg = None,
     arch: str | None = typer.Option(None, help="segmenter: unet (MONAI, default) or segnet"),
-    preset: str | None = typer.Option(None, help="network preset: fast (CPU) or paper (GPU)"),
+    preset: PresetOpt = None,
     model_param: list[str] = typer.Option([], help="network option key=value, repeatable"),
     denoise: str | None = typer.Option(None, help="denoiser applied to every image first"),
     model: Path | None = typer.Option(None, help="denoiser checkpoint applied to every image"),
@@ -258,25 +280,23 @@ def segment_train(
     num_classes: int | None = typer.Option(None, help="classes incl. background (checked "
                                                       "against the data set)"),
     loss: str | None = typer.Option(None, help="dice+ce (default), dice or ce"),
-    config: Path | None = typer.Option(None, help="TOML file with TrainConfig keys; options win"),
-    epochs: int | None = typer.Option(None, help="number of epochs (default 50)"),
-    out: Path | None = typer.Option(None, help="run folder for checkpoints and metrics"),
-    batch_size: int | None = typer.Option(None, help="global batch size (default 16)"),
+    config: ConfigOpt = None,
+    epochs: EpochsOpt = None,
+    out: RunOpt = None,
+    batch_size: BatchSizeOpt = None,
     size: int | None = typer.Option(None, help="resize images to SIZE x SIZE (default 128)"),
     crop: int | None = typer.Option(None, help="random crop in pixels (default: whole image)"),
-    lr: float | None = typer.Option(None, help="Adam learning rate (default 1e-3)"),
-    schedule: str | None = typer.Option(None, help="learning-rate schedule: cosine or none"),
-    patience: int | None = typer.Option(None, help="early stop after N epochs without progress"),
-    amp: bool | None = typer.Option(None, "--amp/--no-amp", help="bf16 autocast (default: GPU)"),
-    device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N"),
-    workers: int | None = typer.Option(None, help="data-loading worker processes"),
-    cache: bool | None = typer.Option(None, "--cache/--no-cache",
-                                      help="keep decoded images in memory between epochs"),
-    seed: int | None = typer.Option(None, help="seed of split, crops, speckle and weights"),
-    resume: Path | None = typer.Option(None, help="continue the run in this folder"),
-    limit: int | None = typer.Option(None, help="at most N batches per epoch (quick runs)"),
-    progress: bool | None = typer.Option(None, "--progress/--no-progress",
-                                         help="progress bar (default: when on a terminal)"),
+    lr: LearningRateOpt = None,
+    schedule: ScheduleOpt = None,
+    patience: PatienceOpt = None,
+    amp: AmpOpt = None,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+    cache: CacheOpt = None,
+    seed: SeedOpt = None,
+    resume: ResumeOpt = None,
+    limit: LimitOpt = None,
+    progress: ProgressOpt = None,
 ) -> None:
     """Train a segmenter (Dice + cross-entropy) on original, speckled or denoised images."""
     from usdenoise.config import parse_model_params
