@@ -3,7 +3,7 @@
 - `largest`: every foreground class keeps only its largest 8-connected region, holes filled
   (specks of "head" in the maternal tissue are what pull HD95 and the area up).
 - `ellipse`: as `largest`, then each head class is replaced by the filled ellipse fitted to
-  that region's border (`cv2.fitEllipse` on the pixel-edge points, as the HC measure does):
+  that region's border (`segment.fit_head_ellipse`, the fit the HC measure uses):
   a fetal skull is close to an ellipse, and HC18's reference masks are ellipses.
 
 Classes are painted in class order, so a later class wins where two overlap.
@@ -44,7 +44,7 @@ def fill_ellipse(shape: tuple[int, ...], centre: tuple[float, float],
 def postprocess_mask(pred: torch.Tensor | np.ndarray, mode: str, *,
                      head: Sequence[int] = (1,)) -> torch.Tensor:
     """Clean a class map `[H,W]`; returns a new int64 tensor (the input is not changed)."""
-    from usdenoise.segment import edge_points, largest_region
+    from usdenoise.segment import fit_head_ellipse, largest_region
 
     if mode not in POSTPROCESS:
         raise UsdenoiseError(f"--postprocess {mode!r}: choose {', '.join(POSTPROCESS)}")
@@ -58,9 +58,10 @@ def postprocess_mask(pred: torch.Tensor | np.ndarray, mode: str, *,
         if region is None:
             continue
         if mode == "ellipse" and c in head:
-            points = edge_points(region)
-            if len(points) >= 5:
-                (cx, cy), (w, h), angle = cv2.fitEllipse(points.astype(np.float32))
-                region = fill_ellipse(p.shape, (cx, cy), (w / 2, h / 2), angle)
+            # the same fit as the HC measure, in pixel units (spacing 1)
+            ellipse = fit_head_ellipse(region, 1.0)
+            if ellipse is not None:
+                cx, cy, a, b, angle = ellipse
+                region = fill_ellipse(p.shape, (cx, cy), (a, b), angle)
         out[region.astype(bool)] = c
     return torch.from_numpy(out)
