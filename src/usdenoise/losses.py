@@ -159,17 +159,9 @@ def frozen_segmenter(resource: Any, *, loss: str) -> tuple[nn.Module, int]:
         model = resource
         classes = int(getattr(model, "config", {}).get("num_classes", 0))
     else:
-        from usdenoise.checkpoint import read_sidecar
-        from usdenoise.segment import load_segmenter, resolve_segmenter
+        from usdenoise.segment import load_segmenter
 
-        path = resolve_segmenter(resource)
-        sidecar = path / "model.json" if path.is_dir() else path.with_suffix(".json")
-        if sidecar.is_file():
-            kind = read_sidecar(sidecar).get("kind")
-            if kind != "segmenter":
-                raise UsdenoiseError(f"--segmenter {resource}: checkpoint is a {kind}, not a "
-                                     "segmenter (train one with `usdenoise segment train`)")
-        model, meta = load_segmenter(path)
+        model, meta = load_segmenter(resource, option="--segmenter")
         classes = int(meta["config"].get("num_classes", 0))
     model.eval()
     for p in model.parameters():

@@ -467,8 +467,10 @@ def resolve_segmenter(path: str | Path) -> Path:
     return p
 
 
-def load_segmenter(path: str | Path, *, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """`load_model(kind="segmenter")` with a message that says what was given instead."""
+def load_segmenter(path: str | Path, *, device: str = "cpu", option: str = "--model"
+                   ) -> tuple[nn.Module, dict[str, Any]]:
+    """`load_model(kind="segmenter")` with a message that names the `option` the path came
+    from and says what was given instead."""
     from usdenoise.checkpoint import load_model, read_sidecar
 
     resolved = resolve_segmenter(path)
@@ -478,9 +480,10 @@ def load_segmenter(path: str | Path, *, device: str = "cpu") -> tuple[nn.Module,
     if sidecar_path is not None and sidecar_path.is_file():
         kind = read_sidecar(sidecar_path).get("kind")
         if kind != "segmenter":
+            hint = "; a denoiser goes to --denoise-model" if option == "--model" else ""
             raise UsdenoiseError(
-                f"--model {path}: checkpoint is a {kind}, not a segmenter (train one with "
-                "`usdenoise segment train`; a denoiser goes to --denoise-model)")
+                f"{option} {path}: checkpoint is a {kind}, not a segmenter (train one with "
+                f"`usdenoise segment train`{hint})")
     return load_model(resolved, kind="segmenter", map_location=device)
 
 

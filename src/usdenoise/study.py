@@ -419,7 +419,8 @@ def run_study(settings: StudySettings, out_dir: str | Path, *, log: Log = print,
     else:
         seg_a_path = _train(segmenter_config(settings, data, runs / "segmenter-A"), log,
                             "protocol A segmenter (original images)").resolve()
-    seg_a, seg_sidecar = load_segmenter(seg_a_path, device=settings.device)
+    seg_a, seg_sidecar = load_segmenter(seg_a_path, device=settings.device,
+                                        option="--segmenter")
     _check_segmenter(seg_sidecar, data, seg_a_path, settings.size)
 
     trained: dict[str, Path] = {}
