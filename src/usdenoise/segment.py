@@ -345,7 +345,9 @@ class PreparedDataset(torch.utils.data.Dataset):
         return sample
 
 
-def _missing_masks(dataset: Any, indices: Sequence[int]) -> str | None:
+def missing_masks(dataset: Any, indices: Sequence[int]) -> str | None:
+    """'PATH: image has no mask (and N more)' for file data sets with unannotated images
+    among `indices` (known without decoding any), else None."""
     items = getattr(dataset, "items", None)
     if not items:
         return None
@@ -402,7 +404,7 @@ class SegmentTask:
 
     def prepare_dataset(self, dataset: Any, indices: list[int]) -> Any:
         """Check masks, then speckle/denoise the train and validation images once."""
-        problem = _missing_masks(dataset, indices)
+        problem = missing_masks(dataset, indices)
         if problem:
             raise UsdenoiseError(f"{problem}; segment train needs every image annotated")
         prepared = PreparedDataset(dataset, self.pipeline, self.class_names)

@@ -162,12 +162,11 @@ class _MaskedImages(Dataset):
         if num_classes and len(names) > num_classes:
             raise UsdenoiseError(f"{spec}: masks have {len(names)} classes ({', '.join(names)}),"
                                  f" but the segmenter predicts only {num_classes}")
-        items = getattr(dataset, "items", None)
-        if items:  # file data sets know which images lack a mask without decoding any
-            missing = [items[i].image for i in indices if items[i].mask is None]
-            if missing:
-                raise UsdenoiseError(f"{spec}: {missing[0]} has no mask ({len(missing)} images "
-                                     "lack one); the task loss needs every image annotated")
+        from usdenoise.segment import missing_masks
+
+        problem = missing_masks(dataset, indices)
+        if problem:
+            raise UsdenoiseError(f"{spec}: {problem}; the task loss needs every image annotated")
         checked = cls(dataset, spec, num_classes)
         checked[indices[0]]
         return checked
