@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from usdenoise.cli import main
+from usdenoise.cli.app import main
 
 
 def run_cli(capsys, *args: object) -> tuple[int, str, str]:

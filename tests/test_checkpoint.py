@@ -10,7 +10,7 @@ import torch
 
 from usdenoise import __version__
 from usdenoise.checkpoint import load_model, save_model
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.models import build_network
 
 

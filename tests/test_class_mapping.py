@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from usdenoise.class_mapping import map_classes, names_match, normalise, parse_classes
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.segmentation.class_mapping import map_classes, names_match, normalise, parse_classes
 
 HC18 = ("background", "head")
 PSFHS = ("background", "pubic_symphysis", "fetal_head")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from usdenoise.cli import main
+from usdenoise.cli.app import main
 
 
 def test_version_prints(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from usdenoise.config import (
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.training.config import (
     TrainConfig,
     config_differences,
     config_from_dict,
     load_config,
     parse_model_params,
 )
-from usdenoise.errors import UsdenoiseError
 
 
 def _write(tmp_path: Path, text: str) -> Path:

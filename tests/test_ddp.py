@@ -26,9 +26,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from usdenoise.config import TrainConfig
 from usdenoise.models import build_network
-from usdenoise.train import fit
+from usdenoise.training.config import TrainConfig
+from usdenoise.training.loop import fit
 
 ARGS = ["phantom:16", "--size", "16", "--crop", "16", "--arch", "dncnn",
         "--model-param", "channels=4", "--model-param", "depth=2", "--loss", "l1+ssim",

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-import usdenoise.demo as demo
-from usdenoise.cli import main
-from usdenoise.errors import UsdenoiseError
+import usdenoise.cli.demo as demo
+from usdenoise.cli.app import main
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.denoise.network import default_weights_path
 
 TINY = demo.DemoPlan(phantoms=6, size=32, noises=("rayleigh:0.5",),
                      methods=("default", "lee", "median"), train_epochs=1)
-WEIGHTS = Path(demo.__file__).parent / "weights" / "default.safetensors"
+WEIGHTS = default_weights_path()
 
 
 @pytest.fixture
@@ -110,7 +111,7 @@ def test_overwrite_never_removes_a_foreign_folder(tmp_path: Path, tiny_plan) -> 
 def test_example_tiles_have_file_safe_names(tmp_path: Path) -> None:
     import torch
 
-    from usdenoise.figures import save_example_grid
+    from usdenoise.reporting.figures import save_example_grid
 
     image = torch.rand(1, 1, 16, 16)
     save_example_grid(tmp_path / "grid.png", clean=[image], ids=["a"], title="t",

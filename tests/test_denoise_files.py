@@ -9,10 +9,10 @@ import pytest
 import torch
 from io_fixtures import gradient, write_dicom_file, write_pillow
 
-from usdenoise.cli import main
-from usdenoise.denoise_files import denoise_files, frame_paths, output_path
-from usdenoise.denoisers import make_denoiser
-from usdenoise.errors import UsdenoiseError
+from usdenoise.cli.app import main
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.denoise.files import denoise_files, frame_paths, output_path
+from usdenoise.denoise.registry import make_denoiser
 from usdenoise.io import read_frames, write_image
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src/usdenoise/weights/default.safetensors"
@@ -220,7 +220,7 @@ def test_strict_failure_while_denoising_removes_written_files(
     folder: Path, tmp_path: Path, monkeypatch
 ) -> None:
     """A file whose header reads but whose pixels do not: the files already written go."""
-    import usdenoise.denoise_files as module
+    import usdenoise.denoise.files as module
 
     real = module._denoise_one
 

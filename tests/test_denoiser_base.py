@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from usdenoise.denoiser import Param
-from usdenoise.denoisers import make_denoiser, parse_params
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.denoise.base import Param
+from usdenoise.denoise.registry import make_denoiser, parse_params
 
 
 def test_identity_returns_input() -> None:

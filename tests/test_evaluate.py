@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from usdenoise.cli import main
-from usdenoise.errors import UsdenoiseError
-from usdenoise.evaluate import (
+from usdenoise.cli.app import main
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.denoise.benchmark import (
     EvaluationSettings,
     MethodSpec,
     derived_roi_mask,
@@ -163,7 +163,7 @@ def write_folder(root: Path, count: int = 3, size: int = 40) -> Path:
     """A few speckled phantom PNGs without masks (real-image stand-ins)."""
     from usdenoise.data.phantom import make_phantom
     from usdenoise.io import write_image
-    from usdenoise.speckle import add_speckle
+    from usdenoise.noise.speckle import add_speckle
 
     root.mkdir()
     for i in range(count):

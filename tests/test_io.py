@@ -23,7 +23,7 @@ from io_fixtures import (
     write_pillow,
 )
 
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.io import (
     IMAGE_SUFFIXES,
     ImageInfo,
@@ -871,7 +871,7 @@ def test_missing_extra_names_it(tmp_path: Path, monkeypatch, module: str, extra:
                                 suffix: str) -> None:
     import sys
 
-    from usdenoise.errors import MissingExtraError
+    from usdenoise.core.errors import MissingExtraError
 
     path = tmp_path / f"x{suffix}"
     path.write_bytes(b"\0" * 200)

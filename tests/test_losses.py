@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from usdenoise.errors import UsdenoiseError
-from usdenoise.losses import LOSSES, CombinedLoss, Loss, MSSSIMLoss, parse_loss
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.losses.parser import LOSSES, CombinedLoss, Loss, MSSSIMLoss, parse_loss
 from usdenoise.metrics import ms_ssim, ssim
 from usdenoise.models.segmenters import build_segmenter
 from usdenoise.models.vgg import VGG16Features

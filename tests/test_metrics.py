@@ -18,7 +18,7 @@ from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from usdenoise import metrics
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.metrics import (
     METRICS,
     MS_SSIM_WEIGHTS,
@@ -431,7 +431,7 @@ def test_registry():
     for name, m in METRICS.items():
         assert m.summary and callable(m) and m.inputs, name
     assert METRICS["ssi"].higher_is_better is False
-    from usdenoise.registries import families
+    from usdenoise.cli.listing import families
 
     assert {name for name, _ in families()["Metrics"]} == set(METRICS)
 

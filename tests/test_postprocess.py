@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from usdenoise.errors import UsdenoiseError
-from usdenoise.postprocess import fill_ellipse, postprocess_mask
-from usdenoise.segment import dice_per_class
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.metrics.segmentation import dice_per_class
+from usdenoise.segmentation.postprocess import fill_ellipse, postprocess_mask
 
 
 @pytest.mark.parametrize("centre, axes, angle", [((100.3, 80.7), (40.2, 25.5), 30.0),

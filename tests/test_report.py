@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from usdenoise.report import (
+from usdenoise.reporting.tables import (
     HIGHER_IS_BETTER,
     LOWER_IS_BETTER,
     TABLE_COLUMNS,

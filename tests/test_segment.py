@@ -17,22 +17,19 @@ import torch
 from cli_helpers import run_cli as _cli
 
 from usdenoise.checkpoint import save_model
-from usdenoise.config import TrainConfig
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.io import write_image, write_mask
-from usdenoise.models.segmenters import build_segmenter
-from usdenoise.segment import (
-    InputPipeline,
-    PreparedDataset,
+from usdenoise.metrics.geometry import ellipse_perimeter, head_circumference
+from usdenoise.metrics.segmentation import (
     area_bias_per_class,
     dice_per_class,
-    ellipse_perimeter,
     hd95_per_class,
-    head_circumference,
-    head_classes,
-    image_metrics,
     iou_per_class,
 )
+from usdenoise.models.segmenters import build_segmenter
+from usdenoise.segmentation.evaluate import InputPipeline, head_classes, image_metrics
+from usdenoise.segmentation.pipeline import PreparedDataset
+from usdenoise.training.config import TrainConfig
 
 pytest.importorskip("monai")
 
@@ -236,7 +233,7 @@ def test_segment_train_resumes_with_the_runs_settings(tmp_path: Path, capsys) ->
 def test_segment_task_in_fit_is_deterministic(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    from usdenoise.train import fit
+    from usdenoise.training.loop import fit
 
     config = dict(data="phantom:12", task="segment", arch="segnet", loss="dice+ce",
                   noise="none", image_size=32, crop=24, batch_size=4, epochs=1, limit=1,
@@ -271,7 +268,7 @@ def test_class_count_mismatch_in_train_and_evaluate(tmp_path: Path, capsys) -> N
 
 
 def test_mask_with_a_class_the_model_lacks(tmp_path: Path) -> None:
-    from usdenoise.segment import check_sample
+    from usdenoise.segmentation.evaluate import check_sample
 
     sample = {"image": torch.zeros(1, 8, 8), "mask": torch.full((8, 8), 3), "id": "x",
               "source": "a/x.png"}

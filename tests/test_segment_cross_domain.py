@@ -18,10 +18,10 @@ from psfhs_fixtures import write_psfhs_case
 from typer.testing import CliRunner
 
 from usdenoise.checkpoint import save_model
-from usdenoise.cli import app, main
+from usdenoise.cli.app import app, main
 from usdenoise.io import read_mask
 from usdenoise.models.segmenters import build_segmenter
-from usdenoise.segment import SegmentEvaluation, evaluate_segmenter
+from usdenoise.segmentation.evaluate import SegmentEvaluation, evaluate_segmenter
 
 pytest.importorskip("monai")
 sitk = pytest.importorskip("SimpleITK")

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from usdenoise.cli import main
-from usdenoise.errors import UsdenoiseError
-from usdenoise.simulate import simulate
+from usdenoise.cli.app import main
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.noise.simulate import simulate
 
 BASE = ["simulate", "phantom", "--size", "32", "--limit", "3"]
 

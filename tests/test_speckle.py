@@ -14,8 +14,16 @@ import pytest
 import scipy.stats
 import torch
 
-from usdenoise.errors import UsdenoiseError
-from usdenoise.speckle import (
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.noise.physics import (
+    EULER_GAMMA,
+    SPECKLE_DB,
+    exponential,
+    gamma_variates,
+    to_display,
+    to_envelope,
+)
+from usdenoise.noise.speckle import (
     NOISES,
     Gamma,
     Gaussian,
@@ -29,14 +37,6 @@ from usdenoise.speckle import (
     Uniform,
     add_speckle,
     make_noise,
-)
-from usdenoise.speckle_physics import (
-    EULER_GAMMA,
-    SPECKLE_DB,
-    exponential,
-    gamma_variates,
-    to_display,
-    to_envelope,
 )
 
 N = 400_000
@@ -469,7 +469,7 @@ def test_bad_constructor_values_and_inputs():
 
 
 def test_listed_by_usdenoise_list():
-    from usdenoise.registries import families
+    from usdenoise.cli.listing import families
 
     rows = dict(families()["Noise models"])
     assert "rayleigh" in rows and "0.10, 0.25, 0.50, 0.75" in rows["rayleigh"]

@@ -1,4 +1,4 @@
-"""Subject-level bootstrap intervals and paired tests (usdenoise.stats)."""
+"""Subject-level bootstrap intervals and paired tests (usdenoise.metrics.stats)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from usdenoise.errors import UsdenoiseError
-from usdenoise.stats import (
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.metrics.stats import (
     Paired,
     Summary,
     bootstrap_ci,

@@ -1,4 +1,4 @@
-"""`usdenoise study`: the summaries against `usdenoise.stats`, the targets' arithmetic, the
+"""`usdenoise study`: the summaries against `usdenoise.metrics.stats`, the targets' arithmetic, the
 strength search, a whole tiny study end to end (files, pairing, reuse of trained runs) and
 its bad inputs. Everything runs on 32 x 32 phantoms with one-epoch models."""
 
@@ -14,12 +14,12 @@ import torch
 from cli_helpers import run_cli as _cli
 from torch import nn
 
-from usdenoise.cli import main
-from usdenoise.denoisers import make_denoiser
-from usdenoise.stats import bootstrap_ci, paired_comparison
-from usdenoise.study import StudySettings, blend, load_study_data, tune_strength
-from usdenoise.study_arms import select_arms
-from usdenoise.study_report import summarise, targets
+from usdenoise.cli.app import main
+from usdenoise.denoise.registry import make_denoiser
+from usdenoise.metrics.stats import bootstrap_ci, paired_comparison
+from usdenoise.study.arms import select_arms
+from usdenoise.study.report import summarise, targets
+from usdenoise.study.run import StudySettings, blend, load_study_data, tune_strength
 
 pytest.importorskip("monai")
 
@@ -241,7 +241,7 @@ def test_reused_segmenter_of_another_size_is_refused(tiny_study: Path, tmp_path:
 
 
 def test_bm3d_arm_is_dropped_with_a_note_when_the_package_is_missing(monkeypatch) -> None:
-    import usdenoise.study_arms as study_arms
+    import usdenoise.study.arms as study_arms
 
     monkeypatch.setattr(study_arms, "bm3d_available", lambda: False)
     arms, notes = select_arms(["bm3d", "median"], vgg_weights=None)
@@ -253,7 +253,7 @@ def test_bm3d_arm_is_dropped_with_a_note_when_the_package_is_missing(monkeypatch
 
 
 def test_classic_arm_in_worker_processes_matches_one_process() -> None:
-    from usdenoise.study import run_arm
+    from usdenoise.study.run import run_arm
 
     g = torch.Generator().manual_seed(4)
     images = {i: torch.rand(1, 20, 20, generator=g) for i in range(7)}

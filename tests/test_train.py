@@ -17,13 +17,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import usdenoise.train as train_module
+import usdenoise.training.loop as train_module
 from usdenoise import __version__
-from usdenoise.cli import main
-from usdenoise.config import TrainConfig
-from usdenoise.errors import UsdenoiseError
-from usdenoise.train import fit
-from usdenoise.train_state import (
+from usdenoise.cli.app import main
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.training.config import TrainConfig
+from usdenoise.training.loop import fit
+from usdenoise.training.state import (
     capture_rng,
     load_train_state,
     restore_rng,
@@ -430,7 +430,7 @@ def _thresholded_folder(root: Path, count: int) -> Path:
 
 def test_task_loss_gets_the_masks_of_its_own_crops(tmp_path: Path, segmenter_run,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from usdenoise.losses import TaskLoss
+    from usdenoise.losses.parser import TaskLoss
 
     data = _thresholded_folder(tmp_path / "data", 12)
     seen: list[bool] = []
@@ -467,7 +467,7 @@ def test_task_loss_bad_input_is_one_line(tmp_path: Path, segmenter_run, changes:
 
 def test_task_loss_needs_masks_the_segmenter_knows(tmp_path: Path, segmenter_run,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import usdenoise.data as data_module
+    import usdenoise.training.loop as data_module  # the loop's own reference
     from usdenoise.io import write_image
 
     plain = tmp_path / "plain"
@@ -490,7 +490,7 @@ def test_task_loss_needs_masks_the_segmenter_knows(tmp_path: Path, segmenter_run
 def test_cli_trains_with_a_segmenter(tmp_path: Path, segmenter_run) -> None:
     from typer.testing import CliRunner
 
-    from usdenoise.cli import app
+    from usdenoise.cli.app import app
 
     run = tmp_path / "run"
     args = ["train", "phantom:12", "--size", "32", "--crop", "16", "--batch-size", "4",

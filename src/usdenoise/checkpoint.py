@@ -32,7 +32,10 @@ import torch
 from torch import nn
 
 from usdenoise import __version__
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.core.files import make_temp_file
+from usdenoise.models import build_network
+from usdenoise.models.segmenters import segmenter_from_config
 
 FORMAT = "usdenoise-checkpoint"
 FORMAT_VERSION = 1
@@ -44,13 +47,11 @@ BUILDERS: dict[str, Callable[[str, dict[str, Any]], nn.Module]] = {}
 
 
 def _build_denoiser(arch: str, config: dict[str, Any]) -> nn.Module:
-    from usdenoise.models import build_network
 
     return build_network(arch, **config)
 
 
 def _build_segmenter(arch: str, config: dict[str, Any]) -> nn.Module:
-    from usdenoise.models.segmenters import segmenter_from_config
 
     return segmenter_from_config(arch, config)
 
@@ -86,7 +87,6 @@ def _stem(path: str | os.PathLike[str]) -> Path:
 
 
 def _temp_in(folder: Path, suffix: str) -> Path:
-    from usdenoise.io import make_temp_file
 
     return make_temp_file(folder, suffix=suffix)
 
@@ -298,3 +298,29 @@ def load_model(
     model.to(map_location)
     model.eval()
     return model, sidecar
+
+
+def resolve_segmenter(path: str | Path) -> Path:
+    """A run folder means its best checkpoint (`model_best`), else the file as given."""
+    p = Path(path)
+    if p.is_dir() and (p / "model_best.safetensors").is_file():
+        return p / "model_best.safetensors"
+    return p
+
+
+def load_segmenter(path: str | Path, *, device: str = "cpu", option: str = "--model"
+                   ) -> tuple[nn.Module, dict[str, Any]]:
+    """`load_model(kind="segmenter")` with a message that names the `option` the path came
+    from and says what was given instead."""
+    resolved = resolve_segmenter(path)
+    weights = resolved if resolved.suffix == ".safetensors" else None
+    sidecar_path = (resolved.with_suffix(".json") if weights is not None
+                    else (resolved / "model.json" if resolved.is_dir() else None))
+    if sidecar_path is not None and sidecar_path.is_file():
+        kind = read_sidecar(sidecar_path).get("kind")
+        if kind != "segmenter":
+            hint = "; a denoiser goes to --denoise-model" if option == "--model" else ""
+            raise UsdenoiseError(
+                f"{option} {path}: checkpoint is a {kind}, not a segmenter (train one with "
+                f"`usdenoise segment train`{hint})")
+    return load_model(resolved, kind="segmenter", map_location=device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from usdenoise.denoiser import Denoiser
+from usdenoise.denoise.base import Denoiser
 from usdenoise.metrics import epi
 
 

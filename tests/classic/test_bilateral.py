@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from usdenoise.classic.bilateral import Bilateral
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.denoise.classic.bilateral import Bilateral
 
 
 def speckled(size: int = 64, level: float = 0.5, seed: int = 0) -> np.ndarray:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from usdenoise.classic.bm3d import BM3D, LOG_OFFSET
-from usdenoise.errors import MissingExtraError, UsdenoiseError
+from usdenoise.core.errors import MissingExtraError, UsdenoiseError
+from usdenoise.denoise.classic.bm3d import BM3D, LOG_OFFSET
 
 needs_bm3d = pytest.mark.skipif(
     importlib.util.find_spec("bm3d") is None, reason="the bm3d extra is not installed"
@@ -155,7 +155,7 @@ def test_noise_estimate_matches_skimage_and_ignores_black_background() -> None:
     import numpy as np
     from skimage.restoration import estimate_sigma
 
-    from usdenoise.classic.bm3d import estimate_noise_sigma
+    from usdenoise.denoise.classic.bm3d import estimate_noise_sigma
 
     rng = np.random.default_rng(0)
     noisy = 0.5 + 0.1 * rng.standard_normal((128, 128))

@@ -16,9 +16,9 @@ from local_filter_helpers import (
     window_loop,
 )
 
-from usdenoise.classic.enhanced_lee import EnhancedLee
-from usdenoise.classic.mean import Mean
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.denoise.classic.enhanced_lee import EnhancedLee
+from usdenoise.denoise.classic.mean import Mean
 
 
 def enhanced_lee_reference(values: np.ndarray, centre: float, cu: float, k: float) -> float:

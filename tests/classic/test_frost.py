@@ -14,9 +14,9 @@ from local_filter_helpers import (
     window_loop,
 )
 
-from usdenoise.classic.frost import Frost, distance_rings
-from usdenoise.classic.mean import Mean
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.denoise.classic.frost import Frost, distance_rings
+from usdenoise.denoise.classic.mean import Mean
 
 
 def frost_reference(values: np.ndarray, damping: float) -> float:

@@ -11,8 +11,8 @@ from local_filter_helpers import (
 )
 from skimage.filters import gaussian as sk_gaussian
 
-from usdenoise.classic.gaussian import Gaussian
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.denoise.classic.gaussian import Gaussian
 
 
 @pytest.mark.parametrize(("sigma", "truncate"), [(0.5, 4.0), (1.0, 4.0), (2.0, 3.0)])

@@ -14,10 +14,10 @@ from local_filter_helpers import (
     window_loop,
 )
 
-from usdenoise.classic.kuan import Kuan
-from usdenoise.classic.lee import Lee
-from usdenoise.classic.mean import Mean
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.denoise.classic.kuan import Kuan
+from usdenoise.denoise.classic.lee import Lee
+from usdenoise.denoise.classic.mean import Mean
 
 
 def kuan_reference(values: np.ndarray, centre: float, cu2: float) -> float:

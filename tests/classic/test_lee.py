@@ -15,10 +15,10 @@ from local_filter_helpers import (
     window_loop,
 )
 
-from usdenoise.classic._local import estimate_noise_cv2, local_stats
-from usdenoise.classic.lee import Lee
-from usdenoise.classic.mean import Mean
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.denoise.classic._local import estimate_noise_cv2, local_stats
+from usdenoise.denoise.classic.lee import Lee
+from usdenoise.denoise.classic.mean import Mean
 
 
 def test_hand_computed_5x5() -> None:

@@ -12,8 +12,8 @@ from local_filter_helpers import (
 )
 from scipy.ndimage import uniform_filter
 
-from usdenoise.classic.mean import Mean
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.denoise.classic.mean import Mean
 
 
 @pytest.mark.parametrize("window", [3, 5, 9, 15, 31])

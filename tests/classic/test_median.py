@@ -12,10 +12,10 @@ from local_filter_helpers import (
 )
 from scipy.ndimage import median_filter
 
-import usdenoise.classic.median as median_module
-from usdenoise.classic.mean import Mean
-from usdenoise.classic.median import Median
-from usdenoise.errors import UsdenoiseError
+import usdenoise.denoise.classic.median as median_module
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.denoise.classic.mean import Mean
+from usdenoise.denoise.classic.median import Median
 
 
 @pytest.mark.parametrize("window", [3, 5, 7])

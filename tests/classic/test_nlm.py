@@ -5,8 +5,8 @@ import pytest
 import torch
 from skimage.restoration import denoise_nl_means, estimate_sigma
 
-from usdenoise.classic.nlm import NonLocalMeans
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.denoise.classic.nlm import NonLocalMeans
 
 
 def speckled(size: int = 64, level: float = 0.5, seed: int = 0) -> np.ndarray:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from usdenoise.classic.obnlm import OBNLM, estimate_model_sigma
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.denoise.classic.obnlm import OBNLM, estimate_model_sigma
 
 
 def speckled(size: int = 64, level: float = 0.5, seed: int = 0) -> np.ndarray:

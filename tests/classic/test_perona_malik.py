@@ -13,9 +13,9 @@ from local_filter_helpers import (
     variance_ratio,
 )
 
-from usdenoise.classic.mean import Mean
-from usdenoise.classic.perona_malik import PeronaMalik
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.denoise.classic.mean import Mean
+from usdenoise.denoise.classic.perona_malik import PeronaMalik
 
 
 def pm_reference(img: np.ndarray, iterations: int, kappa: float, dt: float, kind: str):

@@ -13,9 +13,9 @@ from local_filter_helpers import (
     variance_ratio,
 )
 
-from usdenoise.classic.mean import Mean
-from usdenoise.classic.srad import SRAD
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.denoise.classic.mean import Mean
+from usdenoise.denoise.classic.srad import SRAD
 
 
 def srad_reference_step(img: np.ndarray, q0: float, dt: float) -> np.ndarray:

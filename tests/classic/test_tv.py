@@ -5,8 +5,8 @@ import pytest
 import torch
 from skimage.restoration import denoise_tv_chambolle
 
-from usdenoise.classic.tv import TotalVariation
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.denoise.classic.tv import TotalVariation
 
 
 def speckled(size: int = 64, level: float = 0.5, seed: int = 0) -> np.ndarray:

@@ -5,8 +5,8 @@ import pytest
 import torch
 from skimage.restoration import denoise_wavelet
 
-from usdenoise.classic.wavelet import WaveletBayesShrink
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.denoise.classic.wavelet import WaveletBayesShrink
 
 
 def speckled(size: int = 64, level: float = 0.5, seed: int = 0) -> np.ndarray:

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.data import load_dataset
 from usdenoise.data.splits import split_by_subject
-from usdenoise.errors import UsdenoiseError
 
 
 def test_plus_joins_data_sets_and_prefixes_subjects() -> None:

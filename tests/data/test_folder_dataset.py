@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.data import load_dataset
-from usdenoise.errors import UsdenoiseError
 
 
 def _img(path, h=20, w=30, value=None):

@@ -8,10 +8,10 @@ import pytest
 import torch
 from scipy.ndimage import binary_fill_holes
 
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.data import load_dataset
 from usdenoise.data.hc18 import HC18Dataset, fill_outline, head_circumference_mm
 from usdenoise.data.phantom import ellipse_perimeter
-from usdenoise.errors import UsdenoiseError
 
 OPEN_OUTLINES = ("186_HC", "346_HC", "628_2HC", "787_HC")
 

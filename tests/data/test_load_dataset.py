@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.data import DATASETS, collate_samples, load_dataset
-from usdenoise.errors import UsdenoiseError
 
 
 def test_registry_names_and_summaries():

@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.data.transforms import (
     Compose,
     RandomCrop,
@@ -18,7 +19,6 @@ from usdenoise.data.transforms import (
     resize_mask,
     resize_sample,
 )
-from usdenoise.errors import UsdenoiseError
 
 
 def _sample(h=40, w=60, classes=4, seed=0):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.data.hc18 import head_circumference_mm
 from usdenoise.data.phantom import PhantomDataset, ellipse_perimeter, make_phantom
-from usdenoise.errors import UsdenoiseError
 
 
 def test_ramanujan_perimeter_matches_numeric_integral():

@@ -8,8 +8,8 @@ from psfhs_fixtures import psfhs_labels as _labels
 from psfhs_fixtures import write_psfhs_case as _write
 
 from usdenoise import io as usio
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.data import load_dataset
-from usdenoise.errors import UsdenoiseError
 
 sitk = pytest.importorskip("SimpleITK")
 needs_mha_reader = pytest.mark.skipif(

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.data.phantom import PhantomDataset
 from usdenoise.data.splits import load_splits, save_splits, split_by_subject, split_or_load
-from usdenoise.errors import UsdenoiseError
 
 SUBJECTS = [f"s{i // 3}" if i < 60 else f"t{i}" for i in range(100)]  # 20 triples + 40 singles
 

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.data import load_dataset
 from usdenoise.data.zenodo import CLASS_COLOURS, colour_mask_to_classes
-from usdenoise.errors import UsdenoiseError
 
 
 def _labels(h=66, w=96):

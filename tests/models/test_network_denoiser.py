@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from usdenoise.checkpoint import save_model
-from usdenoise.denoisers import DENOISERS, make_denoiser
-from usdenoise.errors import UsdenoiseError
-from usdenoise.models import NETWORKS, build_network
-from usdenoise.models import network_denoiser as nd
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.denoise import network as nd
+from usdenoise.denoise.registry import DENOISERS, NETWORKS, make_denoiser
+from usdenoise.models import build_network
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.models import ARCHITECTURES, build_network, count_parameters
 from usdenoise.models.diconvae import DiConvAE
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.models.segmenters import build_segmenter, encoder_features
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from usdenoise.checkpoint import load_model, save_model
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.models.segmenters import SEGMENTERS, build_segmenter
 from usdenoise.models.segnet import SegNet
 

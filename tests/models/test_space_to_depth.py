@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.models import build_network
 from usdenoise.models.tiling import denoise_tiled
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.models import build_network
 from usdenoise.models.tiling import _window, denoise_tiled
 

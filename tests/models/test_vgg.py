@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.models.vgg import VGG16_LAYERS, VGG16Features, read_vgg16_state
 
 # torchvision.models.vgg16().features: conv layer index -> (out, in) channels

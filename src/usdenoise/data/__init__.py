@@ -16,14 +16,15 @@ from typing import Any
 
 import torch
 
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.core.specs import split_spec
+from usdenoise.data.combined import CombinedDataset
 from usdenoise.data.datasets import FileDataset
 from usdenoise.data.folder import FolderDataset
 from usdenoise.data.hc18 import HC18Dataset
 from usdenoise.data.phantom import DEFAULT_COUNT, PhantomDataset, make_phantom
 from usdenoise.data.psfhs import PSFHSDataset
 from usdenoise.data.zenodo import ZenodoDataset
-from usdenoise.errors import UsdenoiseError
-from usdenoise.specs import split_spec
 
 DATASETS: dict[str, type] = {
     "phantom": PhantomDataset,
@@ -43,7 +44,6 @@ def load_dataset(spec: str, *, size: int | Sequence[int] | None = None, **option
     `tolerance` for zenodo, `class_names` for folder).
     """
     if "+" in str(spec):
-        from usdenoise.data.combined import CombinedDataset
 
         parts = [load_dataset(part, size=size, **options) for part in str(spec).split("+")]
         return CombinedDataset(parts, str(spec).strip())

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
 
 
 class CombinedDataset(torch.utils.data.Dataset):

@@ -21,8 +21,9 @@ from typing import Any
 
 import torch
 
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.data.transforms import as_size, resize_sample
-from usdenoise.errors import UsdenoiseError
+from usdenoise.io import IMAGE_SUFFIXES, read_image, read_mask
 
 
 @dataclass
@@ -75,7 +76,6 @@ class FileDataset(torch.utils.data.Dataset):
 
     # ---- loading -------------------------------------------------------------------
     def load_image(self, item: Item) -> torch.Tensor:
-        from usdenoise.io import read_image
 
         image = read_image(item.image)
         if image.shape[0] != 1:  # read_image(gray=True) gives one channel; keep the contract
@@ -83,7 +83,6 @@ class FileDataset(torch.utils.data.Dataset):
         return image
 
     def load_mask(self, item: Item) -> torch.Tensor | None:
-        from usdenoise.io import read_mask
 
         return None if item.mask is None else read_mask(item.mask)
 
@@ -124,7 +123,6 @@ def require_folder(path: str | os.PathLike, *, what: str) -> Path:
 
 
 def image_suffixes() -> tuple[str, ...]:
-    from usdenoise.io import IMAGE_SUFFIXES
 
     return tuple(s.lower() for s in IMAGE_SUFFIXES)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.data.datasets import (
     FileDataset,
     Item,
@@ -26,7 +27,7 @@ from usdenoise.data.datasets import (
     read_subjects_csv,
     require_folder,
 )
-from usdenoise.errors import UsdenoiseError
+from usdenoise.io import image_info, read_mask
 
 
 class FolderDataset(FileDataset):
@@ -68,7 +69,6 @@ class FolderDataset(FileDataset):
                                    image=path, mask=mask))
 
     def load_mask(self, item: Item) -> torch.Tensor | None:
-        from usdenoise.io import read_mask
 
         if item.mask is None:
             return None
@@ -85,7 +85,6 @@ class FolderDataset(FileDataset):
     def extra(self, item: Item, sample: dict[str, Any]) -> None:
         if item.image.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".npy"):
             return  # these formats carry no pixel spacing
-        from usdenoise.io import image_info
 
         spacing = image_info(item.image).spacing_mm
         sample["spacing_mm"] = tuple(float(v) for v in spacing) if spacing else None

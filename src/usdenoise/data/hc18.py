@@ -25,9 +25,10 @@ import cv2
 import numpy as np
 import torch
 
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.data.datasets import FileDataset, Item, require_folder
-from usdenoise.data.phantom import ellipse_perimeter
-from usdenoise.errors import UsdenoiseError
+from usdenoise.io import read_raw
+from usdenoise.metrics.geometry import ellipse_perimeter
 
 CSV_NAME = "training_set_pixel_size_and_HC.csv"
 ANNOTATION_SUFFIX = "_Annotation"
@@ -179,7 +180,6 @@ class HC18Dataset(FileDataset):
             ))
 
     def load_mask(self, item: Item) -> torch.Tensor | None:
-        from usdenoise.io import read_raw
 
         outline = read_raw(item.mask)
         filled, _ = fill_outline(outline, name=str(item.mask))

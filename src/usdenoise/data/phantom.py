@@ -27,20 +27,15 @@ import cv2
 import numpy as np
 import torch
 
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.data.transforms import as_size
-from usdenoise.errors import UsdenoiseError
+from usdenoise.metrics.geometry import ellipse_perimeter
 
 FOV_MM = 150.0
 CLASS_NAMES = ("background", "head")
 STRUCTURE_CLASS_NAMES = ("background", "head", "midline", "ventricles")
 DEFAULT_COUNT = 100
 DEFAULT_SIZE = 256
-
-
-def ellipse_perimeter(a: float, b: float) -> float:
-    """Ramanujan's approximation of the perimeter of an ellipse with semi-axes a, b."""
-    a, b = abs(float(a)), abs(float(b))
-    return math.pi * (3.0 * (a + b) - math.sqrt((3.0 * a + b) * (a + 3.0 * b)))
 
 
 def _smooth_noise(rng: np.random.Generator, grid: int, height: int, width: int) -> np.ndarray:

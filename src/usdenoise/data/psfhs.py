@@ -18,8 +18,9 @@ from typing import Any
 
 import torch
 
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.data.datasets import FileDataset, Item, read_subjects_csv, require_folder
-from usdenoise.errors import UsdenoiseError
+from usdenoise.io import image_info, read_mask
 
 SUFFIXES = (".mha", ".mhd")
 
@@ -51,7 +52,6 @@ class PSFHSDataset(FileDataset):
                                    image=path, mask=labels[path.stem]))
 
     def load_mask(self, item: Item) -> torch.Tensor | None:
-        from usdenoise.io import read_mask
 
         mask = read_mask(item.mask)
         if mask.ndim == 3 and mask.shape[0] == 1:
@@ -64,7 +64,6 @@ class PSFHSDataset(FileDataset):
         return mask
 
     def extra(self, item: Item, sample: dict[str, Any]) -> None:
-        from usdenoise.io import image_info
 
         spacing = image_info(item.image).spacing_mm
         sample["spacing_mm"] = tuple(float(v) for v in spacing) if spacing else None

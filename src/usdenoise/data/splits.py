@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.core.files import make_temp_file
 
 PART_NAMES = ("train", "val", "test")
 FORMAT_VERSION = 1
@@ -146,7 +147,6 @@ def save_splits(path: str | os.PathLike, splits: Mapping[str, Sequence[int]], *,
         "n_images": n_images, "splits": parts,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    from usdenoise.io import make_temp_file
 
     tmp = make_temp_file(path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

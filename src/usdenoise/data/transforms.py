@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
 
 IMAGE_KEYS = ("image", "clean", "noisy")
 MASK_KEYS = ("mask", "fan")

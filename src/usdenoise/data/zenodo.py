@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.data.datasets import (
     FileDataset,
     Item,
@@ -39,7 +40,7 @@ from usdenoise.data.datasets import (
     read_subjects_csv,
     require_folder,
 )
-from usdenoise.errors import UsdenoiseError
+from usdenoise.io import read_raw
 
 CLASS_COLOURS = ((0, 0, 0), (255, 0, 0), (0, 255, 0), (0, 0, 255))
 CLASS_NAMES = ("background", "brain", "csp", "lv")
@@ -146,7 +147,6 @@ class ZenodoDataset(FileDataset):
         return sum(self.unmatched_pixels.values())
 
     def load_mask(self, item: Item) -> torch.Tensor | None:
-        from usdenoise.io import read_raw
 
         labels, unmatched = colour_mask_to_classes(read_raw(item.mask), tolerance=self.tolerance)
         self.unmatched_pixels[item.id] = unmatched

@@ -12,8 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from usdenoise.denoiser import Denoiser
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.models.diconvae import DiConvAE
 from usdenoise.models.dncnn import DnCNN
 from usdenoise.models.unet import UNet
@@ -66,12 +65,3 @@ def build_from_registry(registry: dict[str, type[nn.Module]], arch: str, preset:
 def count_parameters(net: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
-
-
-from usdenoise.models.network_denoiser import DefaultDenoiser, NetworkDenoiser  # noqa: E402
-
-# name -> Denoiser subclass wrapping a network; merged into `usdenoise.denoisers.DENOISERS`.
-NETWORKS: dict[str, type[Denoiser]] = {
-    "default": DefaultDenoiser,
-    "network": NetworkDenoiser,
-}

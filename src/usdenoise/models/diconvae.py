@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.models.space_to_depth import fold, unfold
 
 RESIDUAL_MODES = ("none", "speckle", "log")

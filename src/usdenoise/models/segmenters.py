@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from usdenoise.errors import UsdenoiseError, optional_import
+from usdenoise.core.errors import UsdenoiseError, optional_import
+from usdenoise.models import build_from_registry
 from usdenoise.models.segnet import SegNet
 
 
@@ -105,7 +106,6 @@ def encoder_features(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
 
 def build_segmenter(arch: str, preset: str | None = None, **overrides: Any) -> nn.Module:
     """`build_segmenter("unet", "fast", num_classes=2)`; `preset=None` takes the class default."""
-    from usdenoise.models import build_from_registry
 
     return build_from_registry(SEGMENTERS, arch, preset, overrides,
                                what="segmentation architecture")

@@ -27,7 +27,7 @@ import math
 import torch
 from torch import nn
 
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
 
 
 def _starts(size: int, tile: int, stride: int) -> list[int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from usdenoise.errors import UsdenoiseError
+from usdenoise.core.errors import UsdenoiseError
 
 # torchvision's "D" configuration
 VGG16_CFG: tuple[int | str, ...] = (

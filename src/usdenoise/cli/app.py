@@ -1,0 +1,391 @@
+"""Command line: parses arguments and calls library functions; no work happens here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from usdenoise import __version__
+from usdenoise.core.errors import UsdenoiseError
+
+app = typer.Typer(
+    name="usdenoise",
+    help="Speckle removal for ultrasound images, benchmarks, and the downstream check.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+DATA_HELP = "phantom, hc18:PATH, psfhs:PATH, zenodo:PATH or folder:PATH"
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"usdenoise {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True),
+) -> None:
+    """usdenoise command line."""
+
+
+@app.command("list")
+def list_command() -> None:
+    """Show the registered denoisers, noise models, metrics, losses and data sets."""
+    from usdenoise.cli.listing import families
+
+    out = Console()
+    for family, entries in families().items():
+        table = Table(title=family, show_lines=False, title_justify="left")
+        table.add_column("name", style="bold")
+        table.add_column("description")
+        for name, description in entries:
+            table.add_row(name, description)
+        out.print(table)
+        if family == "Denoisers":
+            from usdenoise.core.params import STRENGTH
+
+            out.print(f"every denoiser also takes {STRENGTH.describe()}")
+
+
+@app.command()
+def simulate(
+    data: str = typer.Argument("phantom", help=DATA_HELP),
+    noise: str = typer.Option("rayleigh:0.25", help="noise model and strength, e.g. rayleigh:0.25"),
+    out: Path = typer.Option(..., help="output folder (clean/, noisy/, masks/, manifest.json)"),
+    size: int = typer.Option(256, help="resize images to SIZE x SIZE (0 keeps their size)"),
+    seed: int = typer.Option(0, help="seed of the noise"),
+    limit: int | None = typer.Option(None, help="only the first N images"),
+    overwrite: bool = typer.Option(False, help="replace what is in --out"),
+) -> None:
+    """Add speckle to a data set and write clean/noisy/mask images paired by id."""
+    from usdenoise.noise.simulate import simulate as run
+
+    manifest = run(data, noise=noise, out_dir=out, size=size or None, seed=seed, limit=limit,
+                   overwrite=overwrite)
+    console.print(f"wrote {len(manifest['images'])} image pairs to {out}")
+
+
+@app.command()
+def evaluate(
+    data: str = typer.Argument("phantom", help=DATA_HELP),
+    methods: str = typer.Option("bm3d,nlm,lee,srad,median", help="comma-separated denoisers"),
+    noise: str = typer.Option("rayleigh:0.1,0.25,0.5,0.75", help="noise levels, e.g. gamma:4,8"),
+    param: list[str] = typer.Option([], help="method.key=value, repeatable (e.g. lee.window=7)"),
+    out: Path = typer.Option(..., help="output folder for results.json/csv/md and examples/"),
+    size: int = typer.Option(256, help="resize images to SIZE x SIZE (0 keeps their size)"),
+    split: str | None = typer.Option(
+        None, help="subject split to evaluate: train, val, test or all "
+        "(default: test; all with --no-reference)"),
+    limit: int | None = typer.Option(None, help="only the first N test images"),
+    seed: int = typer.Option(0, help="seed of the split and the noise"),
+    examples: int = typer.Option(2, help="example images per method in examples/"),
+    no_reference: bool = typer.Option(False, help="no clean images: ENL/CNR/gCNR/SSI/EPI only"),
+    overwrite: bool = typer.Option(False, help="replace existing results in --out"),
+) -> None:
+    """Benchmark denoisers: every method at every noise level on the same noisy test images."""
+    from usdenoise.core.specs import parse_noise_list
+    from usdenoise.denoise.benchmark import EvaluationSettings, parse_methods
+    from usdenoise.denoise.benchmark import evaluate as run
+    from usdenoise.reporting.tables import markdown_table
+
+    noises = [f"{name}:{level}" for name, level in parse_noise_list(noise)]
+    settings = EvaluationSettings(
+        data=data, methods=parse_methods(methods, param), noises=noises, split=split,
+        size=size or None, limit=limit, seed=seed, examples=examples, no_reference=no_reference,
+    )
+    records = run(settings, out, overwrite=overwrite)
+    print(markdown_table(records))
+    console.print(f"results: {out}/results.md, .json, .csv; figures: {out}/examples/")
+
+
+@app.command()
+def denoise(
+    inputs: list[Path] = typer.Argument(..., help="image files or folders"),
+    out: Path = typer.Option(..., help="output folder (names and formats are kept)"),
+    method: str | None = typer.Option(None, help="denoiser name (default: the shipped model)"),
+    model: Path | None = typer.Option(None, help="trained checkpoint (.safetensors or run folder)"),
+    param: list[str] = typer.Option([], help="key=value parameter of the method, repeatable"),
+    recursive: bool = typer.Option(False, help="also denoise images in subfolders"),
+    workers: int = typer.Option(1, help="processes for CPU filters"),
+    dicom_as: str = typer.Option("dicom", help="write DICOM input back as dicom or png"),
+    strict: bool = typer.Option(False, help="stop at the first unreadable file, don't skip it"),
+    overwrite: bool = typer.Option(False, help="replace existing output files"),
+) -> None:
+    """Denoise images (PNG, JPEG, TIFF, DICOM incl. cine, MetaImage, .npy)."""
+    import warnings
+
+    from usdenoise.denoise.files import denoise_files
+    from usdenoise.denoise.registry import parse_params
+
+    params: dict[str, object] = dict(parse_params(param))
+    if model is not None:
+        if method not in (None, "network"):
+            raise UsdenoiseError("give either --method or --model, not both")
+        method, params["checkpoint"] = "network", str(model)
+    with warnings.catch_warnings():  # skipped files are reported below, one line each
+        warnings.simplefilter("ignore", UserWarning)
+        summary = denoise_files(
+            inputs, out_dir=out, method=method or "default", params=params, recursive=recursive,
+            overwrite=overwrite, workers=workers, strict=strict, dicom_as=dicom_as,
+        )
+    for _source, why in summary.skipped:
+        print(f"usdenoise: warning: skipped {why}", file=sys.stderr)
+    print(f"denoised {len(summary.written)} file(s) into {out}; "
+          f"skipped {len(summary.skipped)} file(s)", file=sys.stderr)
+
+
+# options `train` and `segment train` share (typer reads the Annotated metadata)
+DataArg = Annotated[str | None, typer.Argument(help=DATA_HELP + " (default: phantom)")]
+PresetOpt = Annotated[str | None, typer.Option(help="network preset: fast (CPU) or paper (GPU)")]
+ConfigOpt = Annotated[Path | None,
+                      typer.Option(help="TOML file with TrainConfig keys; options win")]
+EpochsOpt = Annotated[int | None, typer.Option(help="number of epochs (default 50)")]
+RunOpt = Annotated[Path | None, typer.Option(help="run folder for checkpoints and metrics")]
+BatchSizeOpt = Annotated[int | None, typer.Option(help="global batch size (default 16)")]
+LearningRateOpt = Annotated[float | None, typer.Option(help="Adam learning rate (default 1e-3)")]
+ScheduleOpt = Annotated[str | None, typer.Option(help="learning-rate schedule: cosine or none")]
+PatienceOpt = Annotated[int | None, typer.Option(help="early stop after N epochs without progress")]
+AmpOpt = Annotated[bool | None, typer.Option("--amp/--no-amp", help="bf16 autocast (default: GPU)")]
+DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N")]
+WorkersOpt = Annotated[int | None, typer.Option(help="data-loading worker processes")]
+SeedOpt = Annotated[int | None, typer.Option(help="seed of split, crops, speckle and weights")]
+ResumeOpt = Annotated[Path | None, typer.Option(help="continue the run in this folder")]
+LimitOpt = Annotated[int | None, typer.Option(help="at most N batches per epoch (quick runs)")]
+CacheOpt = Annotated[bool | None, typer.Option(
+    "--cache/--no-cache", help="keep decoded images in memory between epochs")]
+ProgressOpt = Annotated[bool | None, typer.Option(
+    "--progress/--no-progress", help="progress bar (default: when on a terminal)")]
+
+
+@app.command()
+def train(
+    data: DataArg = None,
+    config: ConfigOpt = None,
+    arch: str | None = typer.Option(None, help="network: diconvae, dncnn or unet"),
+    preset: PresetOpt = None,
+    model_param: list[str] = typer.Option([], help="network option key=value, repeatable"),
+    loss: str | None = typer.Option(None, help="loss, e.g. l1+msssim or 0.16*l1+0.84*msssim"),
+    noise: str | None = typer.Option(None, help="speckle; a range is blind: rayleigh:0.1-0.75"),
+    epochs: EpochsOpt = None,
+    out: RunOpt = None,
+    batch_size: BatchSizeOpt = None,
+    crop: int | None = typer.Option(None, help="random crop size in pixels (default 96)"),
+    size: int | None = typer.Option(None, help="resize images to SIZE x SIZE when loading"),
+    lr: LearningRateOpt = None,
+    schedule: ScheduleOpt = None,
+    clip_grad: float | None = typer.Option(None, help="clip the gradient norm to this value"),
+    patience: PatienceOpt = None,
+    amp: AmpOpt = None,
+    channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last"),
+    compile: bool | None = typer.Option(None, "--compile/--no-compile", help="torch.compile"),
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+    cache: CacheOpt = None,
+    seed: SeedOpt = None,
+    resume: ResumeOpt = None,
+    vgg_weights: Path | None = typer.Option(None, help="local VGG16 weights (perceptual loss)"),
+    segmenter: Path | None = typer.Option(None, help="frozen segmenter run for the task and "
+                                                     "taskperceptual losses"),
+    limit: LimitOpt = None,
+    progress: ProgressOpt = None,
+) -> None:
+    """Train a denoising network; torchrun -m usdenoise train ... runs it on several GPUs."""
+    from usdenoise.training.config import (
+        TrainConfig,
+        config_from_dict,
+        load_config,
+        parse_model_params,
+    )
+    from usdenoise.training.distributed import is_main_process
+    from usdenoise.training.loop import fit
+    from usdenoise.training.state import run_config
+
+    given = {
+        "data": data, "arch": arch, "preset": preset, "loss": loss, "noise": noise,
+        "epochs": epochs, "out": out and str(out), "batch_size": batch_size, "crop": crop,
+        "image_size": size, "lr": lr, "schedule": schedule, "clip_grad": clip_grad,
+        "patience": patience, "amp": amp, "channels_last": channels_last, "compile": compile,
+        "device": device, "workers": workers, "cache": cache, "seed": seed,
+        "resume": resume and str(resume),
+        "vgg_weights": vgg_weights and str(vgg_weights), "limit": limit, "progress": progress,
+        "segmenter": segmenter and str(segmenter),
+    }
+    given = {key: value for key, value in given.items() if value is not None}
+    if model_param:
+        given["model"] = parse_model_params(model_param)
+    if config is not None:
+        settings = load_config(config, **given)
+    elif resume is not None:  # the run's own settings, with what was given on top
+        settings = config_from_dict({**run_config(resume), **given}, where="command line")
+    else:
+        settings = config_from_dict(given, where="command line")
+    if resume is None and out is None and settings.out == TrainConfig().out:
+        raise UsdenoiseError("train: give the run folder with --out RUN (or --resume RUN)")
+    best = fit(settings)
+    if is_main_process():
+        console.print(f"best model: {best}  (metrics: {best.parent / 'metrics.csv'})")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("usdenoise-demo"), help="output folder"),
+    quick: bool = typer.Option(False, help="smaller images, fewer levels: under a minute"),
+    train: bool = typer.Option(False, help="also train a fast DiConvAE on phantoms and include it"),
+    overwrite: bool = typer.Option(True, help="replace the results of an earlier demo in --out"),
+) -> None:
+    """The main job on the built-in phantom: simulate, denoise, evaluate, show the table."""
+    from usdenoise.cli.demo import run_demo
+    from usdenoise.reporting.tables import markdown_table
+
+    records, notes = run_demo(out, quick=quick, train=train, overwrite=overwrite)
+    print(markdown_table(records))
+    for note in notes:
+        console.print(f"note: {note}")
+    console.print(f"results: {out}/results.md, .json, .csv; figures: {out}/examples/")
+
+
+segment_app = typer.Typer(help="Segmentation (SegNet, U-Net) and head circumference: "
+                            "train, evaluate.", no_args_is_help=True)
+app.add_typer(segment_app, name="segment")
+
+
+def _denoise_choice(denoise: str | None, denoise_model: Path | None, params: list[str],
+                    option: str) -> tuple[str | None, dict[str, str]]:
+    from usdenoise.denoise.registry import parse_params
+
+    given = dict(parse_params(params))
+    if denoise_model is not None:
+        if denoise not in (None, "network"):
+            raise UsdenoiseError(f"give either --denoise or {option}, not both")
+        return "network", {**given, "checkpoint": str(denoise_model)}
+    if given and denoise is None:
+        raise UsdenoiseError("--denoise-param given without --denoise")
+    return denoise, given
+
+
+@segment_app.command("train")
+def segment_train(
+    data: DataArg = None,
+    arch: str | None = typer.Option(None, help="segmenter: unet (MONAI, default) or segnet"),
+    preset: PresetOpt = None,
+    model_param: list[str] = typer.Option([], help="network option key=value, repeatable"),
+    denoise: str | None = typer.Option(None, help="denoiser applied to every image first"),
+    model: Path | None = typer.Option(None, help="denoiser checkpoint applied to every image"),
+    denoise_param: list[str] = typer.Option([], help="denoiser parameter key=value"),
+    noise: str | None = typer.Option(None, help="speckle added first (seeded per image), "
+                                                "e.g. rayleigh:0.5; default none"),
+    num_classes: int | None = typer.Option(None, help="classes incl. background (checked "
+                                                      "against the data set)"),
+    loss: str | None = typer.Option(None, help="dice+ce (default), dice or ce"),
+    config: ConfigOpt = None,
+    epochs: EpochsOpt = None,
+    out: RunOpt = None,
+    batch_size: BatchSizeOpt = None,
+    size: int | None = typer.Option(None, help="resize images to SIZE x SIZE (default 128)"),
+    crop: int | None = typer.Option(None, help="random crop in pixels (default: whole image)"),
+    lr: LearningRateOpt = None,
+    schedule: ScheduleOpt = None,
+    patience: PatienceOpt = None,
+    amp: AmpOpt = None,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+    cache: CacheOpt = None,
+    seed: SeedOpt = None,
+    resume: ResumeOpt = None,
+    limit: LimitOpt = None,
+    progress: ProgressOpt = None,
+) -> None:
+    """Train a segmenter (Dice + cross-entropy) on original, speckled or denoised images."""
+    from usdenoise.training.config import parse_model_params, segment_train_config
+    from usdenoise.training.distributed import is_main_process
+    from usdenoise.training.loop import fit
+
+    method, params = _denoise_choice(denoise, model, denoise_param, "--model")
+    given = {
+        "data": data, "arch": arch, "preset": preset, "noise": noise, "denoise": method,
+        "num_classes": num_classes, "loss": loss, "epochs": epochs,
+        "out": out and str(out), "batch_size": batch_size, "image_size": size, "crop": crop,
+        "lr": lr, "schedule": schedule, "patience": patience, "amp": amp, "device": device,
+        "workers": workers, "cache": cache, "seed": seed, "limit": limit, "progress": progress,
+        "resume": resume and str(resume),
+    }
+    given = {key: value for key, value in given.items() if value is not None}
+    if params:
+        given["denoise_params"] = params
+    if model_param:
+        given["model"] = parse_model_params(model_param)
+    if resume is None and out is None:
+        raise UsdenoiseError("segment train: give the run folder with --out RUN (or --resume RUN)")
+    settings = segment_train_config(given, config=config, resume=resume)
+    best = fit(settings)
+    if is_main_process():
+        console.print(f"best model: {best}  (metrics: {best.parent / 'metrics.csv'})")
+
+
+@segment_app.command("evaluate")
+def segment_evaluate(
+    data: str = typer.Argument("phantom", help=DATA_HELP),
+    model: Path = typer.Option(..., help="segmenter run folder or checkpoint"),
+    out: Path = typer.Option(..., help="folder for results.json/csv/md, masks/, overlays/"),
+    denoise: str | None = typer.Option(None, help="denoiser applied to every image first"),
+    denoise_model: Path | None = typer.Option(None, help="denoiser checkpoint applied first"),
+    denoise_param: list[str] = typer.Option([], help="denoiser parameter key=value"),
+    noise: str | None = typer.Option(None, help="speckle added first, e.g. rayleigh:0.5"),
+    split: str = typer.Option("test", help="train, val, test (the run's split) or all"),
+    size: int | None = typer.Option(None, help="load images at SIZE x SIZE (default: own size)"),
+    limit: int | None = typer.Option(None, help="only the first N images"),
+    seed: int | None = typer.Option(None, help="speckle/split seed (default: the run's)"),
+    examples: int = typer.Option(4, help="coloured overlays to write"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    classes: str | None = typer.Option(
+        None, help="model classes to evaluate, e.g. head (others count as background); "
+        "default: every class matched by name to the data's (head ~ fetal_head)"),
+    postprocess: str = typer.Option("none", help="clean the prediction first: none, largest "
+                                                 "(largest region per class, holes filled) or "
+                                                 "ellipse (head replaced by its fitted ellipse)"),
+    overwrite: bool = typer.Option(False, help="replace existing results in --out"),
+) -> None:
+    """Segment images with a trained model: Dice, IoU, HD95, area bias, HC error."""
+    from usdenoise.segmentation.evaluate import SegmentEvaluation, evaluate_segmenter
+
+    method, params = _denoise_choice(denoise, denoise_model, denoise_param, "--denoise-model")
+    settings = SegmentEvaluation(
+        data=data, model=str(model), noise=noise, denoise=method, denoise_params=params,
+        split=split, size=size, limit=limit, seed=seed, examples=examples, device=device,
+        classes=classes, postprocess=postprocess)
+    records, _ = evaluate_segmenter(settings, out, overwrite=overwrite)
+    def show(value: float | None, spec: str = ".4f") -> str:
+        return "–" if value is None else format(value, spec)
+
+    for r in records:
+        print(f"{r['method']} on {r['data']} ({r['n_images']} images): dice {show(r['dice'])}, "
+              f"iou {show(r['iou'])}, hd95 {show(r['hd95'], '.3f')} {r['hd95_unit']}, area bias "
+              f"{show(r['area_bias'], '+.4f')}, HC abs error {show(r['hc_abs_error_mm'], '.2f')} "
+              f"mm (missing {r['n_missing_hc']})")
+    console.print(f"results: {out}/results.md, .json, .csv; masks: {out}/masks/")
+
+
+from usdenoise.cli.study import study_command  # noqa: E402  (its own module: many options)
+
+app.command("study")(study_command)
+
+
+# ---- commands added by later modules go above this line ----
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: bad input becomes one line on stderr and exit code 2, no traceback."""
+    try:
+        app(args=argv, prog_name="usdenoise")
+    except UsdenoiseError as exc:
+        print(f"usdenoise: error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,91 @@
+"""The one interface every denoiser has, classic filter or network.
+
+A denoiser declares its parameters as `Param`s (type, default, range, doc), so the command
+line can list them, parse `--param key=value` and reject bad values with one clear line.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.core.params import STRENGTH, Param  # noqa: F401  (Param re-exported)
+
+
+class Denoiser:
+    """Base class: `denoise(x[B,1,H,W]) -> same shape, values in [0, 1]`.
+
+    Subclasses set `name`, `params` and implement `_denoise`. Parameters are keyword-only and
+    validated here, then available as attributes (`self.window`, ...). Every method also
+    takes `strength` (α, `STRENGTH`): the output is α · denoised + (1 − α) · input, the one
+    knob that turns any method down the same way. A class may list it among its own `params`
+    (the networks do); otherwise it enters `config` only when given.
+    """
+
+    name: ClassVar[str] = "denoiser"
+    summary: ClassVar[str] = ""
+    params: ClassVar[tuple[Param, ...]] = ()
+    #: smallest image side the method accepts (window filters need a few pixels)
+    min_size: int = 1
+
+    def __init__(self, **kwargs: Any) -> None:
+        known = {p.name: p for p in self.params}
+        strength = None if "strength" in known else kwargs.pop("strength", None)
+        unknown = sorted(set(kwargs) - set(known))
+        if unknown:
+            names = ", ".join(known) or "none"
+            raise UsdenoiseError(
+                f"{self.name}: unknown parameter {unknown[0]!r} (parameters: {names})"
+            )
+        self.config: dict[str, Any] = {}
+        for p in self.params:
+            value = p.coerce(kwargs[p.name], owner=self.name) if p.name in kwargs else p.default
+            self.config[p.name] = value
+            setattr(self, p.name, value)
+        if "strength" not in known:
+            self.strength = STRENGTH.default
+            if strength is not None:
+                self.strength = self.config["strength"] = STRENGTH.coerce(strength,
+                                                                          owner=self.name)
+        self.check_config()
+
+    def check_config(self) -> None:
+        """Cross-parameter checks; raise UsdenoiseError. Override where needed."""
+
+    def denoise(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != 1:
+            raise UsdenoiseError(
+                f"{self.name}: expected a [B, 1, H, W] tensor, got shape {tuple(x.shape)}"
+            )
+        if min(x.shape[-2:]) < self.min_size:
+            raise UsdenoiseError(
+                f"{self.name}: image {tuple(x.shape[-2:])} is smaller than the "
+                f"{self.min_size}-pixel minimum for these parameters"
+            )
+        x32 = x.float()
+        if self.strength == 0.0:
+            return x32.clamp(0.0, 1.0).to(x.dtype)  # the input itself: nothing to compute
+        with torch.no_grad():
+            y = self._denoise(x32)
+            if self.strength < 1.0:
+                y = self.strength * y + (1.0 - self.strength) * x32
+        return y.clamp(0.0, 1.0).to(x.dtype)
+
+    def _denoise(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        return f"{self.name}({args})"
+
+
+class Identity(Denoiser):
+    """The `noisy` row of every benchmark: returns its input."""
+
+    name = "noisy"
+    summary = "no denoising (the noisy input itself, as a baseline)"
+
+    def _denoise(self, x: torch.Tensor) -> torch.Tensor:
+        return x

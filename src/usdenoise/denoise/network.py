@@ -1,0 +1,110 @@
+"""Trained networks behind the common `Denoiser` interface.
+
+`network` loads any denoiser checkpoint (`checkpoint=PATH`, see `usdenoise.checkpoint`);
+`default` loads the model shipped inside the package (`usdenoise/weights/default.*`).
+Both denoise in overlapping tiles (`tile`, `overlap`) so memory stays bounded, and
+`strength` blends the output with the input (1 = network output, 0 = input unchanged), as
+for every denoiser (`usdenoise.denoise.base.STRENGTH`).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from usdenoise.checkpoint import load_model
+from usdenoise.core.devices import resolve_auto
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.denoise.base import STRENGTH, Denoiser, Param
+from usdenoise.models.tiling import denoise_tiled
+
+DEFAULT_WEIGHTS = "default.safetensors"
+
+_COMMON = (
+    Param("tile", 512, "tile side in pixels for tiled inference", int, low=16),
+    Param("overlap", 32, "overlap between tiles in pixels (smoothly blended)", int, low=0),
+    Param("device", "auto", "where the network runs", str, choices=("auto", "cpu", "cuda")),
+    STRENGTH,  # listed with the networks' own parameters; the base class applies it
+)
+
+
+def _pick_device(name: str, owner: str) -> torch.device:
+    name = resolve_auto(name)
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsdenoiseError(f"{owner}: device 'cuda' requested but no CUDA GPU is available")
+    return torch.device(name)
+
+
+class _NetworkBase(Denoiser):
+    net: nn.Module
+    sidecar: dict[str, Any]
+
+    def check_config(self) -> None:
+        if self.overlap >= self.tile:
+            raise UsdenoiseError(
+                f"{self.name}: overlap {self.overlap} must be smaller than tile {self.tile}"
+            )
+        self.torch_device = _pick_device(self.device, self.name)
+
+    def _load(self, path: str | Path) -> None:
+
+        self.net, self.sidecar = load_model(path, kind="denoiser", map_location=self.torch_device)
+
+    def _denoise(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            y = denoise_tiled(self.net, x, tile=self.tile, overlap=self.overlap)
+        except torch.cuda.OutOfMemoryError:
+            raise UsdenoiseError(
+                f"{self.name}: out of GPU memory; use a smaller tile (tile={self.tile}) "
+                "or device=cpu"
+            ) from None
+        return y
+
+
+class NetworkDenoiser(_NetworkBase):
+    """A trained denoising network loaded from a checkpoint (safetensors + JSON sidecar)."""
+
+    name = "network"
+    summary = "a trained denoising network from a checkpoint (checkpoint=PATH)"
+    params = (
+        Param("checkpoint", None, "checkpoint: X.safetensors, X.json or a run folder", str,
+              allow_none=True),
+        *_COMMON,
+    )
+
+    def check_config(self) -> None:
+        super().check_config()
+        if self.checkpoint is None:
+            raise UsdenoiseError(
+                "network: parameter checkpoint is required (checkpoint=PATH to a .safetensors "
+                "file, its .json sidecar or a run folder)"
+            )
+        self._load(self.checkpoint)
+
+
+def default_weights_path() -> Path:
+    """Where the shipped default model lives (may not exist in this build)."""
+    return Path(str(resources.files("usdenoise") / "weights" / DEFAULT_WEIGHTS))
+
+
+class DefaultDenoiser(_NetworkBase):
+    """The pretrained blind denoiser shipped with the package."""
+
+    name = "default"
+    summary = "the pretrained blind denoising network shipped with usdenoise"
+    params = _COMMON
+
+    def check_config(self) -> None:
+        super().check_config()
+        path = default_weights_path()
+        if not path.is_file() or not path.with_suffix(".json").is_file():
+            raise UsdenoiseError(
+                f"default: the default model is not shipped in this build ({path} is missing); "
+                "train one with `usdenoise train phantom --arch diconvae --preset fast --out RUN` "
+                "and use `--model RUN` (or method network with checkpoint=RUN)"
+            )
+        self._load(path)

@@ -1,0 +1,1 @@
+"""Result tables (JSON, CSV, Markdown) and figures."""

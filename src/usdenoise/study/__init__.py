@@ -1,0 +1,1 @@
+"""The denoise -> segment study: settings and run (`run`), arms, report."""

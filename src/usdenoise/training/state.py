@@ -1,0 +1,174 @@
+"""A resumable training state in one safetensors file, never pickled.
+
+`save_train_state(path, tree)` takes a nested structure of dicts, lists, tuples, numbers,
+strings and tensors (model and optimizer state dicts, scheduler state, RNG states, loop
+counters). Tensors go into the safetensors body under their path in the tree
+(`optimizer/state/3/exp_avg`); everything else is JSON in the file's metadata header, with
+tensors replaced by references. One file and one rename: a crash mid-write leaves the previous
+state untouched. `load_train_state` rebuilds the same structure (tuples and integer dict keys
+included) and raises a one-line UsdenoiseError for a missing, truncated or foreign file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.core.files import atomic_write
+
+FORMAT = "usdenoise-train-state/1"
+
+
+def save_train_state(path: str | Path, tree: dict[str, Any]) -> None:
+    """Write `tree` atomically to `path` (a `.safetensors` file)."""
+
+    tensors: dict[str, torch.Tensor] = {}
+    structure = _encode(tree, "", tensors)
+    header = json.dumps({"format": FORMAT, "tree": structure}, allow_nan=False)
+    data = save_safetensors_bytes(tensors, metadata={"usdenoise": header})
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        Path(tmp).write_bytes(data)
+
+
+def load_train_state(path: str | Path) -> dict[str, Any]:
+    """Read a file written by `save_train_state`."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UsdenoiseError(f"{path}: no training state to resume from") from None
+    try:
+        tensors = load_safetensors_bytes(data)
+        header = _read_metadata(data)
+        meta = json.loads(header["usdenoise"])
+    except (SafetensorError, ValueError, KeyError, TypeError):
+        raise UsdenoiseError(
+            f"{path}: not a usdenoise training state (corrupt or truncated)"
+        ) from None
+    if meta.get("format") != FORMAT:
+        raise UsdenoiseError(f"{path}: unsupported training-state format {meta.get('format')!r}")
+    return _decode(meta["tree"], tensors)
+
+
+def _read_metadata(data: bytes) -> dict[str, str]:
+    """The `__metadata__` table of a safetensors header (8-byte length + JSON)."""
+    size = int.from_bytes(data[:8], "little")
+    return json.loads(data[8 : 8 + size])["__metadata__"]
+
+
+def _encode(value: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, torch.Tensor):
+        name = key or "tensor"
+        tensors[name] = value.detach().to("cpu").contiguous().clone()
+        return {"__tensor__": name}
+    if isinstance(value, np.ndarray):
+        name = key or "array"
+        tensors[name] = torch.from_numpy(np.ascontiguousarray(value).copy())
+        return {"__ndarray__": name}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) and not k.startswith("__") for k in value):
+            return {k: _encode(v, f"{key}/{k}" if key else k, tensors) for k, v in value.items()}
+        items = []
+        for k, v in value.items():
+            if not isinstance(k, (str, int)) or isinstance(k, bool):
+                raise TypeError(f"cannot store a dict key of type {type(k).__name__}")
+            items.append([k, _encode(v, f"{key}/{k}" if key else str(k), tensors)])
+        return {"__items__": items}
+    if isinstance(value, (list, tuple)):
+        encoded = [_encode(v, f"{key}/{i}", tensors) for i, v in enumerate(value)]
+        return {"__tuple__": encoded} if isinstance(value, tuple) else encoded
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"__float__": repr(value)}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot store {type(value).__name__} at {key!r} in a training state")
+
+
+def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, list):
+        return [_decode(v, tensors) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "__tensor__" in value:
+        return tensors[value["__tensor__"]]
+    if "__ndarray__" in value:
+        return tensors[value["__ndarray__"]].numpy()
+    if "__tuple__" in value:
+        return tuple(_decode(v, tensors) for v in value["__tuple__"])
+    if "__float__" in value:
+        return float(value["__float__"])
+    if "__items__" in value:
+        return {k: _decode(v, tensors) for k, v in value["__items__"]}
+    return {k: _decode(v, tensors) for k, v in value.items()}
+
+
+def capture_rng(generators: dict[str, torch.Generator]) -> dict[str, Any]:
+    """State of every random source a run uses: torch (CPU and CUDA), numpy, python, ours."""
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "kind": np_kind,
+            "keys": torch.from_numpy(np_keys.astype(np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "gauss": float(np_gauss),
+        },
+        "python": {
+            "version": py_version,
+            "state": torch.tensor(py_state, dtype=torch.int64),
+            "gauss": py_gauss,
+        },
+        "generators": {name: g.get_state() for name, g in generators.items()},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any], generators: dict[str, torch.Generator]) -> None:
+    """Put back what `capture_rng` saved (CUDA states only when the same GPUs exist)."""
+    torch.set_rng_state(state["torch"])
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        (
+            numpy_state["kind"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["gauss"],
+        )
+    )
+    python_state = state["python"]
+    random.setstate(
+        (
+            python_state["version"],
+            tuple(int(v) for v in python_state["state"].tolist()),
+            python_state["gauss"],
+        )
+    )
+    for name, generator in generators.items():
+        generator.set_state(state["generators"][name])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+STATE_FILE = "train_state.safetensors"
+
+
+def run_config(run: str | Path) -> dict[str, Any]:
+    """The settings the run in `run` was started with, so `--resume RUN` need not repeat them."""
+    return load_train_state(Path(run) / STATE_FILE)["config"]

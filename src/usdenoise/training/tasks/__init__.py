@@ -1,0 +1,15 @@
+"""What `fit()` can train. A task builds the network and its loss, turns a batch into
+(input, target) and says what validation measures; `TASKS` lists them explicitly.
+
+A task has: `name`, `keys` (sample entries the loader keeps), `figures` (what `measure`
+returns, reported as val_<name>), `checkpoint_kind`, and the methods `build_model`,
+`build_loss`, `prepare_dataset`, `loss_inputs`, `checkpoint_meta`, `batch`,
+`validation_batch` and `measure` (see `DenoiseTask`).
+"""
+
+from usdenoise.training.tasks.denoise import DenoiseTask
+from usdenoise.training.tasks.segment import SegmentTask
+
+TASKS: dict[str, type] = {"denoise": DenoiseTask, "segment": SegmentTask}
+
+__all__ = ["TASKS", "DenoiseTask", "SegmentTask"]

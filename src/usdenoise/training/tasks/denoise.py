@@ -1,0 +1,135 @@
+"""The "denoise" training task: clean crop -> speckled input, the clean crop as target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.core.seeding import SeedPurpose, derive_seed
+from usdenoise.losses import parse_loss
+from usdenoise.metrics import psnr, ssim
+from usdenoise.models import build_network
+from usdenoise.noise import make_noise
+from usdenoise.segmentation.pipeline import missing_masks
+from usdenoise.training.config import TrainConfig
+from usdenoise.training.distributed import World
+
+
+class DenoiseTask:
+    """Clean crop -> speckled input; the target is the clean crop."""
+
+    name = "denoise"
+    keys = ("image",)  # sample entries the loader keeps
+    figures = ("psnr", "ssim")  # what `measure` returns, reported as val_<name>
+    checkpoint_kind = "denoiser"
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.noise = make_noise(config.noise)
+
+    def build_model(self) -> nn.Module:
+        return build_network(self.config.arch, self.config.preset, **self.config.model)
+
+    def build_loss(self) -> nn.Module:
+        """The loss; a term that takes the true mask (`task`) makes this run load masks."""
+        loss = parse_loss(self.config.loss, vgg_weights=self.config.vgg_weights,
+                          segmenter=self.config.segmenter)
+        if self.config.segmenter is not None and not any(
+                "segmenter" in term.requires for term in loss.terms):
+            raise UsdenoiseError(f"--segmenter is only used by the task losses; loss "
+                                 f"{self.config.loss!r} has none (e.g. l1+msssim+0.1*task)")
+        if any("mask" in term.extra_inputs for term in loss.terms):
+            self.keys = ("image", "mask")
+            self.mask_classes = max(getattr(t, "num_classes", 0) for t in loss.terms)
+        return loss
+
+    def prepare_dataset(self, dataset: Any, indices: list[int]) -> Any:
+        """With a mask-taking loss: every image must have a mask the segmenter can read."""
+        if "mask" not in self.keys:
+            return dataset
+        return MaskedImages.check(dataset, indices, spec=self.config.data,
+                                   num_classes=self.mask_classes)
+
+    def loss_inputs(self, batch: dict[str, torch.Tensor], device: torch.device
+                    ) -> dict[str, torch.Tensor]:
+        """Batch entries the loss takes besides (output, target): the masks for `task`."""
+        if "mask" not in self.keys:
+            return {}
+        return {"mask": batch["mask"].to(device, non_blocking=True)}
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """Extra entries for the checkpoint's `meta`."""
+        return {}
+
+    def batch(
+        self, batch: dict[str, torch.Tensor], generator: torch.Generator, world: World
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Speckle for a training batch from the epoch's generator.
+
+        Under DDP each process holds every world.size-th image of the global batch; it draws
+        speckle for the whole global batch (placeholders elsewhere) and keeps its own rows,
+        so the draws match a single process's exactly.
+        """
+        clean = batch["image"].to(generator.device, non_blocking=True)
+        if world.size == 1:
+            return self.noise(clean, generator=generator), clean
+        full = torch.zeros((clean.shape[0] * world.size, *clean.shape[1:]), device=clean.device)
+        full[world.rank :: world.size] = clean
+        return self.noise(full, generator=generator)[world.rank :: world.size], clean
+
+    def validation_batch(
+        self, batch: dict[str, torch.Tensor], device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fixed speckle per validation image (seeded by its index): the same set every epoch."""
+        clean = batch["image"].to(device, non_blocking=True)
+        noisy = torch.empty_like(clean)
+        for row, index in enumerate(batch["index"].tolist()):
+            g = torch.Generator(device=device).manual_seed(
+                derive_seed(self.config.seed, SeedPurpose.VALIDATION_NOISE, index))
+            noisy[row : row + 1] = self.noise(clean[row : row + 1], generator=g)
+        return noisy, clean
+
+    def measure(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-image validation figures (Tensor[B] each)."""
+        output = output.float().clamp(0, 1)
+        return {"psnr": psnr(output, target), "ssim": ssim(output, target)}
+
+
+class MaskedImages(Dataset):
+    """Checks each sample's mask as it is loaded (a cheap check of all files comes first)."""
+
+    def __init__(self, base: Any, spec: str, num_classes: int) -> None:
+        self.base, self.spec, self.num_classes = base, spec, num_classes
+
+    @classmethod
+    def check(cls, dataset: Any, indices: list[int], *, spec: str,
+              num_classes: int) -> MaskedImages:
+        names = tuple(getattr(dataset, "class_names", ()))
+        if num_classes and len(names) > num_classes:
+            raise UsdenoiseError(f"{spec}: masks have {len(names)} classes ({', '.join(names)}),"
+                                 f" but the segmenter predicts only {num_classes}")
+        problem = missing_masks(dataset, indices)
+        if problem:
+            raise UsdenoiseError(f"{spec}: {problem}; the task loss needs every image annotated")
+        checked = cls(dataset, spec, num_classes)
+        checked[indices[0]]
+        return checked
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.base[index]
+        mask, source = sample.get("mask"), sample.get("source") or sample.get("id")
+        if not isinstance(mask, torch.Tensor):
+            raise UsdenoiseError(f"{self.spec}: {source} has no mask; the task loss needs "
+                                 "every image annotated")
+        if self.num_classes and mask.numel() and (
+                int(mask.min()) < 0 or int(mask.max()) >= self.num_classes):
+            raise UsdenoiseError(f"{self.spec}: {source}: mask holds class {int(mask.max())}, "
+                                 f"but the segmenter predicts {self.num_classes} classes")
+        return sample
