@@ -59,7 +59,7 @@ def seconds_per_call(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
 def speckled_images(count: int, *, size: int = 256, level: float = 0.25) -> torch.Tensor:
     """`count` phantom images at size^2 with Rayleigh speckle (seed 0): [count, 1, size, size]."""
     from usdenoise.data import load_dataset
-    from usdenoise.speckle import make_noise
+    from usdenoise.noise.speckle import make_noise
 
     dataset = load_dataset(f"phantom:{count}", size=size)
     clean = torch.stack([dataset[i]["image"].float() for i in range(count)])
@@ -70,12 +70,12 @@ def run_evaluation(
     out_dir: Path, *, data: str, methods: Sequence[Any], noises: Sequence[str] = (),
     limit: int | None, no_reference: bool = False,
 ) -> list[dict]:
-    """`usdenoise.evaluate.evaluate` on the test split (subject split, seed 0) -> records.
+    """`usdenoise.denoise.benchmark.evaluate` on the test split (subject split, seed 0) -> records.
 
     `methods` are `MethodSpec`s; the evaluator adds the same seeded noise for every method and
     writes results.json/csv/md, per_image.csv and example images to `out_dir`.
     """
-    from usdenoise.evaluate import EvaluationSettings, evaluate
+    from usdenoise.denoise.benchmark import EvaluationSettings, evaluate
 
     settings = EvaluationSettings(
         data=data, methods=list(methods), noises=list(noises) or ["rayleigh:0.25"],
@@ -133,7 +133,7 @@ def verdict(ok: bool | None) -> str:
 
 def model_method(model: str, *, device: str = "cpu"):
     """`--model` -> MethodSpec: `default` (the shipped model) or a checkpoint path/run folder."""
-    from usdenoise.evaluate import MethodSpec
+    from usdenoise.denoise.benchmark import MethodSpec
 
     if model == "default":
         return MethodSpec("default", {"device": device}, "default")

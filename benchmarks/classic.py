@@ -9,7 +9,7 @@ speed   torch threads 1, one warm-up call, then `repeats` timed calls (median re
         Gaussian noise (classic_speed_nonlocal.py). BM3D overhead: the wrapper (log route)
         interleaved with raw `bm3d.bm3d` on the same log image and sigma.
         Targets: lee/frost/kuan <= 5 ms, srad (100 it) <= 50 ms, obnlm <= 1 s, bm3d overhead <= 5 %.
-quality `usdenoise.evaluate` on the test part of the subject split (seed 0) of DATA, first
+quality `usdenoise.denoise.benchmark` on the test part of the subject split (seed 0) of DATA, first
         `limit` images at 256^2, Rayleigh 0.10/0.25/0.50/0.75, every classic filter with its
         defaults plus `noisy`. Claims: every filter above `noisy` in PSNR at 0.25; BM3D best or
         within 0.5 dB of the best classic filter at each level.
@@ -45,7 +45,7 @@ from classic_speed_local import speckled_batch, time_filter
 from classic_speed_nonlocal import FILTERS as NONLOCAL_FILTERS
 from classic_speed_nonlocal import speckled_camera
 
-from usdenoise.classic import CLASSIC
+from usdenoise.denoise.classic import CLASSIC
 
 SPEED_TARGETS = {"lee": 5e-3, "frost": 5e-3, "kuan": 5e-3, "srad": 50e-3, "obnlm": 1.0}
 OVERHEAD_TARGET = 0.05
@@ -55,7 +55,7 @@ def bm3d_overhead(noisy: np.ndarray, repeats: int) -> dict:
     """Wrapper (route=log) vs raw bm3d.bm3d on the same log image and sigma, interleaved."""
     import bm3d
 
-    from usdenoise.classic.bm3d import LOG_OFFSET, estimate_noise_sigma
+    from usdenoise.denoise.classic.bm3d import LOG_OFFSET, estimate_noise_sigma
 
     x = torch.from_numpy(noisy).float()[None, None]
     z = np.log(x[0, 0].double().numpy() + LOG_OFFSET)  # exactly what the wrapper hands over
@@ -108,7 +108,7 @@ def speed(repeats: int) -> dict:
 
 
 def quality(data: str, limit: int | None) -> dict:
-    from usdenoise.evaluate import MethodSpec
+    from usdenoise.denoise.benchmark import MethodSpec
 
     methods = [MethodSpec("noisy", {}, "noisy")]
     methods += [MethodSpec(name, {}, name) for name in CLASSIC]

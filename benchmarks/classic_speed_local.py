@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from usdenoise.classic import CLASSIC
+from usdenoise.denoise.classic import CLASSIC
 
 FILTERS = ["mean", "median", "gaussian", "lee", "kuan", "enhanced_lee", "frost", "srad",
            "perona_malik"]

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from usdenoise.classic import CLASSIC
-from usdenoise.classic.bm3d import LOG_OFFSET, estimate_noise_sigma
+from usdenoise.denoise.classic import CLASSIC
+from usdenoise.denoise.classic.bm3d import LOG_OFFSET, estimate_noise_sigma
 
 FILTERS = ["bilateral", "tv", "wavelet", "nlm", "obnlm", "bm3d"]
 TARGETS_S = {"obnlm": 1.0}

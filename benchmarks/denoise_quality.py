@@ -5,7 +5,7 @@
 
 `--model` is `default` (the shipped model) or a checkpoint (X.safetensors, X.json or a run
 folder), e.g. runs/default-v1/model_best.safetensors. Three parts, all through
-`usdenoise.evaluate` (same seeded noise for every method, test part of the subject split, seed 0,
+`usdenoise.denoise.benchmark` (same seeded noise for every method, test part of the subject split, seed 0,
 256^2, first `limit` test images):
 
 1. DATA with Rayleigh 0.10/0.25/0.50/0.75: noisy, the model, and BM3D over a grid per level:
@@ -46,7 +46,7 @@ from _common import (
     write_text,
 )
 
-from usdenoise.evaluate import MethodSpec
+from usdenoise.denoise.benchmark import MethodSpec
 
 PHYSICS_LEVELS = (0.05, 0.10, 0.20)
 OUT = RESULTS / "denoise_quality"

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from _common import RESULTS, machine, model_method, speckled_images, verdict, write_json, write_text
 
-from usdenoise.denoisers import make_denoiser
+from usdenoise.denoise.registry import make_denoiser
 
 
 def fast_nl_means(x: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ from _common import HC18, RESULTS, machine, write_json, write_text  # noqa: E402
 
 
 def evaluate(run: str, data: str, postprocess: str) -> dict:
-    from usdenoise.segment import SegmentEvaluation, evaluate_segmenter
+    from usdenoise.segmentation.evaluate import SegmentEvaluation, evaluate_segmenter
 
     with tempfile.TemporaryDirectory() as out:
         records, _ = evaluate_segmenter(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from usdenoise.speckle import make_noise
+from usdenoise.noise.speckle import make_noise
 
 SPECS = {
     "gaussian:0.04": 500,
