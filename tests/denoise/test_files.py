@@ -12,10 +12,11 @@ from io_fixtures import gradient, write_dicom_file, write_pillow
 from usdenoise.cli.app import main
 from usdenoise.core.errors import UsdenoiseError
 from usdenoise.denoise.files import denoise_files, frame_paths, output_path
+from usdenoise.denoise.network import default_weights_path
 from usdenoise.denoise.registry import make_denoiser
 from usdenoise.io import read_frames, write_image
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "src/usdenoise/weights/default.safetensors"
+WEIGHTS = default_weights_path()
 
 
 def run_cli(args: list[str]) -> int:
