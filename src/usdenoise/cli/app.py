@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from usdenoise import __version__
+from usdenoise.cli.options import DATA_HELP
 from usdenoise.core.errors import UsdenoiseError
 
 app = typer.Typer(
@@ -21,7 +22,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
-DATA_HELP = "phantom, hc18:PATH, psfhs:PATH, zenodo:PATH or folder:PATH"
 
 
 def _version(value: bool) -> None:

@@ -7,9 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from usdenoise.cli.options import DATA_HELP
 from usdenoise.core.errors import UsdenoiseError
-
-DATA_HELP = "phantom, hc18:PATH, psfhs:PATH, zenodo:PATH or folder:PATH"
 
 
 def _comma_list(text: str | None) -> list[str] | None:

@@ -100,7 +100,8 @@ def staged_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
     try:
         staging.mkdir(parents=True)
     except OSError as exc:
-        raise UsdenoiseError(f"{out_dir}: cannot create output folder ({one_line(exc)})") from exc
+        reason = exc.strerror or one_line(exc)
+        raise UsdenoiseError(f"{out_dir}: cannot write there ({reason})") from None
     try:
         yield staging
         publish_folder(staging, Path(out_dir))

@@ -72,3 +72,8 @@ class Param:
 
 STRENGTH = Param("strength", 1.0, "blend α·denoised + (1−α)·input (every method)",
                  low=0.0, high=1.0)
+
+
+def blend(denoised: Any, original: Any, strength: float) -> Any:
+    """What `strength=α` computes for every method: α · denoised + (1 − α) · input."""
+    return strength * denoised + (1.0 - strength) * original

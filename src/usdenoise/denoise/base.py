@@ -11,7 +11,8 @@ from typing import Any, ClassVar
 import torch
 
 from usdenoise.core.errors import UsdenoiseError
-from usdenoise.core.params import STRENGTH, Param  # noqa: F401  (Param re-exported)
+from usdenoise.core.params import STRENGTH, Param, blend  # noqa: F401  (Param re-exported)
+from usdenoise.core.tensors import check_batch
 
 
 class Denoiser:
@@ -55,10 +56,7 @@ class Denoiser:
         """Cross-parameter checks; raise UsdenoiseError. Override where needed."""
 
     def denoise(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != 1:
-            raise UsdenoiseError(
-                f"{self.name}: expected a [B, 1, H, W] tensor, got shape {tuple(x.shape)}"
-            )
+        check_batch(x, self.name, channels=1, floating=False)
         if min(x.shape[-2:]) < self.min_size:
             raise UsdenoiseError(
                 f"{self.name}: image {tuple(x.shape[-2:])} is smaller than the "
@@ -70,7 +68,7 @@ class Denoiser:
         with torch.no_grad():
             y = self._denoise(x32)
             if self.strength < 1.0:
-                y = self.strength * y + (1.0 - self.strength) * x32
+                y = blend(y, x32, self.strength)
         return y.clamp(0.0, 1.0).to(x.dtype)
 
     def _denoise(self, x: torch.Tensor) -> torch.Tensor:

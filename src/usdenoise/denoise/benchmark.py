@@ -7,7 +7,6 @@ the same input; timing covers the method alone, after one warm-up call.
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ import torch
 
 from usdenoise import metrics
 from usdenoise.core.errors import UsdenoiseError
-from usdenoise.core.files import publish_folder
+from usdenoise.core.files import staged_dir
 from usdenoise.core.progress import make_progress
 from usdenoise.data import load_dataset
 from usdenoise.data.splits import save_splits, split_dataset
@@ -186,26 +185,10 @@ def evaluate(settings: EvaluationSettings, out_dir: Path, *, overwrite: bool = F
     if (out_dir / "results.json").exists() and not overwrite:
         raise UsdenoiseError(f"{out_dir}: results.json already exists (use --overwrite)")
     denoisers = [(m, m.build()) for m in settings.methods]  # bad parameters fail before any work
-    created = not out_dir.exists()
-    staging = out_dir / ".partial"
-    if staging.exists():
-        shutil.rmtree(staging)
-    try:
-        staging.mkdir(parents=True)
-    except OSError as exc:
-        raise UsdenoiseError(f"{out_dir}: cannot write there ({exc.strerror})") from None
-    published = False
-    try:
+    with staged_dir(out_dir) as staging:  # a failed run leaves nothing behind
         records, per_image = _evaluate_into(settings, denoisers, staging)
         write_results(records, staging, title=f"usdenoise evaluate {settings.data}")
-
         write_text_atomic(staging / "per_image.csv", records_to_csv(per_image))
-        publish_folder(staging, out_dir)
-        published = True
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created and not published and out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()  # a failed run leaves no empty folder behind
     return records
 
 

@@ -19,7 +19,8 @@ from torch import nn
 from usdenoise.checkpoint import load_model
 from usdenoise.core.devices import resolve_auto
 from usdenoise.core.errors import UsdenoiseError
-from usdenoise.denoise.base import STRENGTH, Denoiser, Param
+from usdenoise.core.params import STRENGTH, Param
+from usdenoise.denoise.base import Denoiser
 from usdenoise.models.tiling import denoise_tiled
 
 DEFAULT_WEIGHTS = "default.safetensors"

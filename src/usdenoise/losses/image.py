@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from usdenoise.core.errors import UsdenoiseError
+from usdenoise.core.tensors import check_batch
 from usdenoise.metrics import ms_ssim, ssim
 from usdenoise.models.vgg import IMAGENET_MEAN, IMAGENET_STD, VGG16Features
 
@@ -24,7 +25,9 @@ class Loss(nn.Module):
 
 
 def check_pair(pred: torch.Tensor, target: torch.Tensor, name: str) -> None:
-    if pred.shape != target.shape or pred.ndim != 4:
+    check_batch(pred, f"loss {name}: pred", floating=False)
+    check_batch(target, f"loss {name}: target", floating=False)
+    if pred.shape != target.shape:
         raise UsdenoiseError(
             f"loss {name}: pred and target must be [B, C, H, W] of the same shape, got "
             f"{tuple(pred.shape)} and {tuple(target.shape)}"

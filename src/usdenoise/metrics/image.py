@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from usdenoise.core.errors import UsdenoiseError
+from usdenoise.core.tensors import check_batch
 
 __all__ = [
     "METRICS",
@@ -57,17 +58,7 @@ def _work_dtype(*tensors: Tensor) -> torch.dtype:
 
 
 def _check_image(x: object, name: str) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise UsdenoiseError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 4:
-        raise UsdenoiseError(
-            f"{name}: expected a batch [B, 1, H, W], got shape {tuple(x.shape)}"
-        )
-    if not x.is_floating_point():
-        raise UsdenoiseError(f"{name}: expected a float tensor in [0, 1], got dtype {x.dtype}")
-    if x.numel() == 0:
-        raise UsdenoiseError(f"{name}: empty tensor of shape {tuple(x.shape)}")
-    return x
+    return check_batch(x, name, nonempty=True, expected="a batch [B, 1, H, W]")
 
 
 def _check_pair(x: Tensor, ref: Tensor, names: tuple[str, str] = ("x", "ref")) -> None:

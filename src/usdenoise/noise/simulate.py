@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import torch
 
 from usdenoise.core.errors import UsdenoiseError
+from usdenoise.core.files import staged_dir, write_text_atomic
 from usdenoise.core.progress import track
 from usdenoise.data import load_dataset
-from usdenoise.io import publish_folder, write_image, write_mask
+from usdenoise.io import write_image, write_mask
 from usdenoise.noise.speckle import make_noise
-from usdenoise.reporting.tables import write_text_atomic
 
 
 def simulate(
@@ -40,14 +39,8 @@ def simulate(
         raise UsdenoiseError(f"{out_dir}: folder is not empty (use --overwrite)")
     dataset = load_dataset(data, size=size)
     count = len(dataset) if limit is None else min(limit, len(dataset))
-    staging = out_dir.parent / f".{out_dir.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        staging.mkdir(parents=True)
-    except OSError as exc:
-        raise UsdenoiseError(f"{out_dir}: cannot write there ({exc.strerror})") from None
     entries = []
-    try:
+    with staged_dir(out_dir) as staging:
         for sub in ("clean", "noisy", "masks"):
             (staging / sub).mkdir()
         for index in track(range(count), total=count, description="simulate"):
@@ -72,7 +65,4 @@ def simulate(
             (staging / "masks").rmdir()
         manifest = {"data": data, "noise": noise, "seed": seed, "size": size, "images": entries}
         write_text_atomic(staging / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-        publish_folder(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return manifest

@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from usdenoise.core.errors import UsdenoiseError
+from usdenoise.core.params import Param
 from usdenoise.core.specs import parse_level_range, parse_number, split_spec
-from usdenoise.denoise.base import Param
+from usdenoise.core.tensors import check_batch
 from usdenoise.noise.physics import (
     EULER_GAMMA,
     LOG_SPECKLE_STD,
@@ -547,13 +548,4 @@ def add_speckle(
 
 
 def _check_batch(x: object, name: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise UsdenoiseError(f"noise {name}: expected a tensor, got {type(x).__name__}")
-    if x.ndim != 4:
-        raise UsdenoiseError(
-            f"noise {name}: expected a [B, C, H, W] tensor, got shape {tuple(x.shape)}"
-        )
-    if not x.is_floating_point():
-        raise UsdenoiseError(
-            f"noise {name}: expected a float tensor with values in [0, 1], got {x.dtype}"
-        )
+    check_batch(x, f"noise {name}")

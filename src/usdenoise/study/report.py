@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from usdenoise import __version__
-from usdenoise.core.files import publish_folder, write_text_atomic
+from usdenoise.core.files import staged_dir, write_text_atomic
 from usdenoise.metrics.stats import bootstrap_ci, paired_comparison
 from usdenoise.reporting.figures import pyplot, safe_name, save_figure
 from usdenoise.reporting.tables import json_safe, records_to_csv
@@ -312,10 +311,8 @@ def write_study(out_dir: Path, *, rows: list[dict[str, Any]], curves: list[dict[
     records = summarise(rows, seed=seed, resamples=resamples)
     document = {"version": __version__, **context, "records": records, "curves": curves,
                 "targets": targets(records)}
-    staging = Path(out_dir) / ".partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        (staging / "figures").mkdir(parents=True)
+    with staged_dir(out_dir) as staging:
+        (staging / "figures").mkdir()
         write_text_atomic(staging / "study.json",
                           json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n")
         write_text_atomic(staging / "study.csv", records_to_csv(records))
@@ -329,7 +326,4 @@ def write_study(out_dir: Path, *, rows: list[dict[str, Any]], curves: list[dict[
         for image_id, mask, tiles in examples:
             _example_figure(staging / "figures" / f"example_{safe_name(image_id)}.png", image_id,
                             mask, tiles)
-        publish_folder(staging, Path(out_dir))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return document

@@ -35,6 +35,7 @@ import torch
 from usdenoise.checkpoint import load_segmenter
 from usdenoise.core.devices import resolve_auto
 from usdenoise.core.errors import UsdenoiseError
+from usdenoise.core.params import blend
 from usdenoise.data import load_dataset
 from usdenoise.data.splits import load_splits, save_splits, split_dataset
 from usdenoise.data.transforms import resize_mask
@@ -304,11 +305,6 @@ def run_arm(denoiser: Any, images: dict[int, torch.Tensor], *, batch: int = 16,
     for chunk, y in zip(chunks, results, strict=True):
         out.update(zip(chunk, y, strict=True))
     return out
-
-
-def blend(denoised: torch.Tensor, noisy: torch.Tensor, alpha: float) -> torch.Tensor:
-    """What `strength=α` computes: α · denoised + (1 − α) · input."""
-    return alpha * denoised + (1.0 - alpha) * noisy
 
 
 # ---------------------------------------------------------------------------------------------

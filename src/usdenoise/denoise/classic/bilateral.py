@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from usdenoise.core.errors import UsdenoiseError
-from usdenoise.denoise.base import Denoiser, Param
+from usdenoise.core.params import Param
+from usdenoise.denoise.base import Denoiser
 
 
 class Bilateral(Denoiser):

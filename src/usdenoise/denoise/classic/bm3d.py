@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from usdenoise.core.errors import optional_import
-from usdenoise.denoise.base import Denoiser, Param
+from usdenoise.core.params import Param
+from usdenoise.denoise.base import Denoiser
 
 #: added before the log so that black pixels stay finite (one 8-bit grey level)
 LOG_OFFSET = 1.0 / 255.0

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from usdenoise.denoise.base import Param
+from usdenoise.core.params import Param
 from usdenoise.denoise.classic.lee import NOISE_CV, WINDOW, LocalStatsFilter
 
 

@@ -23,7 +23,7 @@ from dataclasses import replace
 
 import torch
 
-from usdenoise.denoise.base import Param
+from usdenoise.core.params import Param
 from usdenoise.denoise.classic._local import local_cv2, local_stats, reflect_pad
 from usdenoise.denoise.classic.lee import WINDOW, LocalStatsFilter
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from usdenoise.denoise.base import Denoiser, Param
+from usdenoise.core.params import Param
+from usdenoise.denoise.base import Denoiser
 from usdenoise.denoise.classic._local import check_odd_window, local_cv2, local_stats, noise_cv2
 
 WINDOW = Param("window", 7, "side of the square window (odd)", kind=int, low=3, high=51)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from usdenoise.denoise.base import Denoiser, Param
+from usdenoise.core.params import Param
+from usdenoise.denoise.base import Denoiser
 from usdenoise.denoise.classic._local import box_mean, check_odd_window
 
 

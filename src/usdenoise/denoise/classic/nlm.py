@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from usdenoise.denoise.base import Denoiser, Param
+from usdenoise.core.params import Param
+from usdenoise.denoise.base import Denoiser
 from usdenoise.denoise.classic.bm3d import estimate_noise_sigma
 
 

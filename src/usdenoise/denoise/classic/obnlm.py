@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from usdenoise.core.errors import UsdenoiseError
-from usdenoise.denoise.base import Denoiser, Param
+from usdenoise.core.params import Param
+from usdenoise.denoise.base import Denoiser
 from usdenoise.denoise.classic.bm3d import estimate_noise_sigma
 
 SCALE = 255.0

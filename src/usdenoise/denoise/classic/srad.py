@@ -22,7 +22,8 @@ import math
 
 import torch
 
-from usdenoise.denoise.base import Denoiser, Param
+from usdenoise.core.params import Param
+from usdenoise.denoise.base import Denoiser
 from usdenoise.denoise.classic._local import check_time_step, local_stats, noise_cv2
 
 ESTIMATION_WINDOW = 7

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from usdenoise.denoise.base import Denoiser, Param
+from usdenoise.core.params import Param
+from usdenoise.denoise.base import Denoiser
 
 
 class TotalVariation(Denoiser):

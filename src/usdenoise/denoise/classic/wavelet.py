@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from usdenoise.core.errors import UsdenoiseError
-from usdenoise.denoise.base import Denoiser, Param
+from usdenoise.core.params import Param
+from usdenoise.denoise.base import Denoiser
 
 WAVELETS = ("db1", "db2", "db4", "db8", "sym4", "sym8", "coif1", "bior4.4")
 
