@@ -30,3 +30,11 @@ def test_module_entry_point_and_unknown_command() -> None:
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
+
+
+def test_data_help_is_one_text_for_every_command() -> None:
+    from usdenoise.cli.options import DATA_HELP
+    from usdenoise.cli.study import study_command
+
+    assert "folder:PATH" in DATA_HELP
+    assert study_command.__name__ == "study_command"

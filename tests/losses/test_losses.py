@@ -9,7 +9,7 @@ import torch
 
 from usdenoise.core.errors import UsdenoiseError
 from usdenoise.losses.parser import LOSSES, CombinedLoss, Loss, MSSSIMLoss, parse_loss
-from usdenoise.metrics import ms_ssim, ssim
+from usdenoise.metrics.image import ms_ssim, ssim
 from usdenoise.models.segmenters import build_segmenter
 from usdenoise.models.vgg import VGG16Features
 

@@ -19,7 +19,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from usdenoise import metrics
 from usdenoise.core.errors import UsdenoiseError
-from usdenoise.metrics import (
+from usdenoise.metrics.image import (
     METRICS,
     MS_SSIM_WEIGHTS,
     box_mask,

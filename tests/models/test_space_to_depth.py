@@ -44,3 +44,12 @@ def test_receptive_field_scales_and_tiling_stays_exact() -> None:
 def test_bad_shuffle_rejected(arch: str) -> None:
     with pytest.raises(UsdenoiseError, match="shuffle must be 1, 2 or 4"):
         build_network(arch, shuffle=3)
+
+
+def test_fold_then_unfold_is_the_identity() -> None:
+    from usdenoise.models.space_to_depth import fold, unfold
+
+    x = torch.rand(2, 1, 13, 10)
+    folded = fold(x, 2, multiple=4)
+    assert folded.shape[1] == 4 and folded.shape[-1] % 4 == 0
+    assert torch.equal(unfold(folded, 2, (13, 10)), x)

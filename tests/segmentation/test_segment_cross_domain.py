@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from usdenoise.checkpoint import save_model
 from usdenoise.cli.app import app, main
-from usdenoise.io import read_mask
+from usdenoise.io.images import read_mask
 from usdenoise.models.segmenters import build_segmenter
 from usdenoise.segmentation.evaluate import SegmentEvaluation, evaluate_segmenter
 

@@ -18,7 +18,7 @@ from cli_helpers import run_cli as _cli
 
 from usdenoise.checkpoint import save_model
 from usdenoise.core.errors import UsdenoiseError
-from usdenoise.io import write_image, write_mask
+from usdenoise.io.images import write_image, write_mask
 from usdenoise.metrics.geometry import ellipse_perimeter, head_circumference
 from usdenoise.metrics.segmentation import (
     area_bias_per_class,

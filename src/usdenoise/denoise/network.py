@@ -9,6 +9,7 @@ for every denoiser (`usdenoise.denoise.base.STRENGTH`).
 
 from __future__ import annotations
 
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,18 @@ from usdenoise.core.errors import UsdenoiseError
 from usdenoise.core.params import STRENGTH, Param
 from usdenoise.denoise.base import Denoiser
 from usdenoise.models.tiling import denoise_tiled
+from usdenoise.noise.level import estimate_level, level_map
 
 DEFAULT_WEIGHTS = "default.safetensors"
 
 _COMMON = (
-    Param("tile", 512, "tile side in pixels for tiled inference", int, low=16),
+    Param("tile", None, "tile side in pixels for tiled inference (none: the whole image "
+          "unless it exceeds the memory budget, see models.tiling)", int, low=16,
+          allow_none=True),
     Param("overlap", 32, "overlap between tiles in pixels (smoothly blended)", int, low=0),
     Param("device", "auto", "where the network runs", str, choices=("auto", "cpu", "cuda")),
+    Param("level", None, "speckle level to remove, for level-conditioned networks "
+          "(None: measured on each image)", float, low=0.0, allow_none=True),
     STRENGTH,  # listed with the networks' own parameters; the base class applies it
 )
 
@@ -45,7 +51,7 @@ class _NetworkBase(Denoiser):
     sidecar: dict[str, Any]
 
     def check_config(self) -> None:
-        if self.overlap >= self.tile:
+        if self.tile is not None and self.overlap >= self.tile:
             raise UsdenoiseError(
                 f"{self.name}: overlap {self.overlap} must be smaller than tile {self.tile}"
             )
@@ -55,7 +61,27 @@ class _NetworkBase(Denoiser):
 
         self.net, self.sidecar = load_model(path, kind="denoiser", map_location=self.torch_device)
 
+    def _level_input(self, x: torch.Tensor) -> torch.Tensor:
+        """`[x, level map]` for a level-conditioned network; the level is clamped to the
+        range the network was trained on, with a warning."""
+        if self.level is None:
+            level = estimate_level(x)
+        else:
+            level = torch.full((x.shape[0],), float(self.level))
+        trained = (self.sidecar.get("meta", {}).get("level") or {}).get("range")
+        if trained:
+            low, high = float(trained[0]), float(trained[1])
+            outside = (level < low) | (level > high)
+            if bool(outside.any()):
+                warnings.warn(f"{self.name}: speckle level {float(level[outside][0]):.4g} is "
+                              f"outside the trained range [{low:.4g}, {high:.4g}]; clamped",
+                              stacklevel=4)
+                level = level.clamp(low, high)
+        return torch.cat([x, level_map(level, x)], dim=1)
+
     def _denoise(self, x: torch.Tensor) -> torch.Tensor:
+        if self.net.config.get("level_input"):
+            x = self._level_input(x)
         try:
             y = denoise_tiled(self.net, x, tile=self.tile, overlap=self.overlap)
         except torch.cuda.OutOfMemoryError:

@@ -113,6 +113,7 @@ class DiConvAE(nn.Module):
         kernel_size: int = 3,
         in_channels: int = 1,
         shuffle: int = 1,
+        level_input: bool = False,
     ) -> None:
         super().__init__()
         shuffle = int(shuffle)
@@ -143,10 +144,12 @@ class DiConvAE(nn.Module):
             "in_channels": int(in_channels),
             "shuffle": shuffle,
         }
+        if level_input:  # a second input channel: the speckle level map (noise.level)
+            self.config["level_input"] = True
         self.residual = residual
         self.shuffle = shuffle
         enc: list[nn.Module] = []
-        cin = in_channels * shuffle * shuffle
+        cin = (in_channels + int(bool(level_input))) * shuffle * shuffle
         for c, d in zip(chans, dils, strict=True):
             enc.append(_block(cin, c, d, dropout, kernel_size))
             cin = c
@@ -188,13 +191,15 @@ class DiConvAE(nn.Module):
         return unfold(self.head(self.decoder(self.encoder(folded))), self.shuffle, x.shape[-2:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n_image = self.config["in_channels"]
+        x, level = x[:, :n_image], x[:, n_image:]  # level: the level map, or nothing
         if self.residual == "log":
             z = torch.log(x.clamp_min(0) + LOG_EPS)
             # centre the log image roughly on 0 (log range is [log eps, log(1+eps)])
             z0 = (z - math.log(LOG_EPS) / 2) / (-math.log(LOG_EPS) / 2)
-            n = self._body(z0)
+            n = self._body(torch.cat([z0, level], 1))
             return torch.exp(z - n) - LOG_EPS
-        h = self._body(x)
+        h = self._body(torch.cat([x, level], 1))
         if self.residual == "speckle":
             return x - h
         return torch.sigmoid(h)

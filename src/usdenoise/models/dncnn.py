@@ -26,7 +26,8 @@ class DnCNN(nn.Module):
     }
     DEFAULT_PRESET: ClassVar[str] = "fast"
 
-    def __init__(self, *, channels: int = 32, depth: int = 10, in_channels: int = 1) -> None:
+    def __init__(self, *, channels: int = 32, depth: int = 10, in_channels: int = 1,
+                 level_input: bool = False) -> None:
         super().__init__()
         if depth < 2 or channels < 1:
             raise UsdenoiseError(
@@ -37,8 +38,10 @@ class DnCNN(nn.Module):
             "depth": int(depth),
             "in_channels": int(in_channels),
         }
+        if level_input:  # a second input channel: the speckle level map (noise.level)
+            self.config["level_input"] = True
         layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, channels, 3, padding=1),
+            nn.Conv2d(in_channels + int(bool(level_input)), channels, 3, padding=1),
             nn.ReLU(inplace=True),
         ]
         for _ in range(depth - 2):
@@ -62,4 +65,4 @@ class DnCNN(nn.Module):
         return 1 + 2 * self.config["depth"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x - self.body(x)
+        return x[:, : self.config["in_channels"]] - self.body(x)

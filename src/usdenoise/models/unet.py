@@ -6,6 +6,8 @@ skip connection. The input is padded (replicate) up to a multiple of 2**levels a
 cropped back, so any H x W works. With ``residual=True`` (default) the net predicts the noise
 and returns ``x - noise``; otherwise a sigmoid output in [0, 1]. ``shuffle=2`` folds the image
 into 4 half-resolution sub-images first (space-to-depth, as in FFDNet): 4x less work per pixel.
+`level_input=True` adds a second input channel, the speckle level map (FFDNet style, see
+`usdenoise.noise.level`): the input is `[B, 2, H, W]`, the output `[B, 1, H, W]`.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class UNet(nn.Module):
 
     def __init__(
         self, *, channels: int = 8, levels: int = 3, residual: bool = True, in_channels: int = 1,
-        shuffle: int = 1,
+        shuffle: int = 1, level_input: bool = False,
     ) -> None:
         super().__init__()
         if levels < 1 or channels < 1:
@@ -57,11 +59,13 @@ class UNet(nn.Module):
             "in_channels": int(in_channels),
             "shuffle": int(shuffle),
         }
+        if level_input:
+            self.config["level_input"] = True
         if shuffle not in (1, 2, 4):
             raise UsdenoiseError(f"unet: shuffle must be 1, 2 or 4, got {shuffle}")
         folded = in_channels * shuffle * shuffle
         widths = [channels * 2**i for i in range(levels + 1)]
-        self.inc = _double_conv(folded, widths[0])
+        self.inc = _double_conv((in_channels + int(bool(level_input))) * shuffle**2, widths[0])
         self.down = nn.ModuleList(_double_conv(widths[i], widths[i + 1]) for i in range(levels))
         self.up_proj = nn.ModuleList(
             nn.Conv2d(widths[i + 1], widths[i], 1) for i in reversed(range(levels))
@@ -86,5 +90,5 @@ class UNet(nn.Module):
             y = up(torch.cat([skip, y], dim=1))
         y = unfold(self.head(y), shuffle, x.shape[-2:])
         if self.config["residual"]:
-            return x - y
+            return x[:, : self.config["in_channels"]] - y
         return torch.sigmoid(y)

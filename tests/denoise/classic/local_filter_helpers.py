@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from usdenoise.denoise.base import Denoiser
-from usdenoise.metrics import epi
+from usdenoise.metrics.image import epi
 
 
 def speckled(clean: torch.Tensor, cv: float, seed: int = 0) -> torch.Tensor:
