@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 RESULTS = Path(__file__).parent / "results"
-HC18 = "hc18:/work/shared/data/hc18"
+#: the project's shared HC18 copy beside the checkout (../shared/data/hc18); --data overrides
+HC18 = "hc18:" + str(Path(__file__).resolve().parents[2] / "shared" / "data" / "hc18")
 RAYLEIGH_LEVELS = (0.10, 0.25, 0.50, 0.75)
 
 

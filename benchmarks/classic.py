@@ -1,7 +1,7 @@
 """Classic filters: speed per 256^2 image and quality on HC18, with issue 4's targets checked.
 
     nice -n 19 .venv/bin/python benchmarks/classic.py [--part speed|quality|all]
-        [--data hc18:/work/shared/data/hc18] [--limit 24] [--repeats 5]
+        [--data hc18:../shared/data/hc18] [--limit 24] [--repeats 5]
 
 speed   torch threads 1, one warm-up call, then `repeats` timed calls (median reported, the
         fastest too since the machine is shared). Local filters: a batch of 8 blocky speckled

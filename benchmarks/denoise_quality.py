@@ -1,7 +1,7 @@
 """Quality of a denoising network vs BM3D at its best-tuned sigma (issue 5's targets).
 
     nice -n 19 .venv/bin/python benchmarks/denoise_quality.py --model default|PATH
-        [--data hc18:/work/shared/data/hc18] [--limit 24] [--phantom-limit 12]
+        [--data hc18:../shared/data/hc18] [--limit 24] [--phantom-limit 12]
 
 `--model` is `default` (the shipped model) or a checkpoint (X.safetensors, X.json or a run
 folder), e.g. runs/default-v1/model_best.safetensors. Three parts, all through

@@ -1,7 +1,7 @@
 """The segmentation targets of the downstream issue, from trained runs and a finished study.
 
     python benchmarks/segmentation_targets.py --unet RUN [--segnet RUN] [--study DIR] \
-        [--data hc18:/work/shared/data/hc18]
+        [--data hc18:../shared/data/hc18]
 
 - U-Net (and SegNet) on the original test images: Dice and HC error at each image's own size
   (`usdenoise segment evaluate`), target Dice >= 0.97 and HC error <= 2.0 mm.
