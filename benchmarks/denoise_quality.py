@@ -5,7 +5,8 @@
 
 `--model` is `default` (the shipped model) or a checkpoint (X.safetensors, X.json or a run
 folder), e.g. runs/default-v1/model_best.safetensors. Three parts, all through
-`usdenoise.denoise.benchmark` (same seeded noise for every method, test part of the subject split, seed 0,
+`usdenoise.denoise.benchmark` (same seeded noise for every method, test part of the subject
+split, seed 0,
 256^2, first `limit` test images):
 
 1. DATA with Rayleigh 0.10/0.25/0.50/0.75: noisy, the model, and BM3D over a grid per level:

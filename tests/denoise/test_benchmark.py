@@ -260,3 +260,164 @@ def test_parse_methods_puts_noisy_first_once() -> None:
     assert isinstance(specs[0], MethodSpec)
     with pytest.raises(UsdenoiseError, match="at least one"):
         parse_methods(" , ")
+
+
+# --- real-scan figures: patches, edge ratio, method noise, frozen segmenter, --test ----------
+
+REAL_KEYS = {"speckle_index", "speckle_index_change", "patch_enl", "edge_contrast", "edge_ratio",
+             "method_noise_corr", "n_missing_patches", "n_missing_edge", "matched_reduction",
+             "matched_strength", "matched_edge_ratio"}
+SEG_KEYS = {"seg_dice", "seg_dice_input", "dice_drop", "seg_hc_abs_error_mm",
+            "seg_hc_abs_error_mm_input", "hc_error_change_mm", "n_seg", "n_missing_seg",
+            "matched_dice_drop", "matched_hc_error_change_mm", "segmenter"}
+
+
+def head_everywhere_segmenter(folder: Path) -> Path:
+    """A tiny segnet (32 px) whose classifier says 'head' for every pixel."""
+    from usdenoise.checkpoint import save_model
+    from usdenoise.models.segmenters import build_segmenter
+
+    net = build_segmenter("segnet", "fast", num_classes=2, channels=[4, 4, 4])
+    with torch.no_grad():
+        net.classifier.weight.zero_()
+        net.classifier.bias.copy_(torch.tensor([-10.0, 10.0]))
+    save_model(folder / "model_best", net, arch="segnet", arch_config=net.config,
+               kind="segmenter", meta={"class_names": ["background", "head"], "image_size": 32})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def real_scan_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("real")
+    seg = head_everywhere_segmenter(root / "seg")
+    out = root / "out"
+    assert run_cli(["evaluate", "phantom:12", "--test", "phantom:4", "--size", "48",
+                    "--no-reference", "--methods", "lee,median", "--segmenter", str(seg),
+                    "--strengths", "0.5,1", "--device", "cpu", "--out", str(out)]) == 0
+    return out, seg
+
+
+def test_real_scan_records_with_segmenter_and_test_data(real_scan_run) -> None:
+    from usdenoise.data import load_dataset
+
+    out, _ = real_scan_run
+    records = load(out)
+    assert [r["method"] for r in records] == ["noisy", "lee", "median"]
+    truth = [s["mask"] for s in load_dataset("phantom:4", size=48)]
+    # the head everywhere: Dice 2|T| / (|T| + HW) per image, the same on every output
+    hand = np.mean([2 * float(t.sum()) / (float(t.sum()) + t.numel()) for t in truth])
+    for r in records:
+        assert REAL_KEYS | SEG_KEYS <= set(r), (REAL_KEYS | SEG_KEYS) - set(r)
+        assert r["data"] == "phantom:4" and r["train_data"] == "phantom:12"
+        assert r["n_images"] == 4 and r["n_missing_patches"] == 0 and r["n_missing_edge"] == 0
+        assert r["seg_dice"] == pytest.approx(hand, rel=1e-9)
+        assert r["seg_dice_input"] == pytest.approx(hand, rel=1e-9)
+        assert r["dice_drop"] == 0.0 and r["hc_error_change_mm"] == 0.0
+        assert r["matched_reduction"] == 0.3
+    noisy, lee, median = records
+    assert noisy["speckle_index_change"] == 0.0 and noisy["edge_ratio"] == 1.0
+    assert noisy["method_noise_corr"] is None and noisy["matched_strength"] is None
+    for r in (lee, median):
+        assert r["speckle_index_change"] < -0.3 and r["patch_enl"] > noisy["patch_enl"]
+        assert 0.5 < r["edge_ratio"] < 1.1 and -1 <= r["method_noise_corr"] <= 1
+        assert 0 < r["matched_strength"] < 1 and r["matched_dice_drop"] == 0.0
+        assert 0.5 < r["matched_edge_ratio"] < 1.1
+
+
+def test_real_scan_files(real_scan_run) -> None:
+    out, _ = real_scan_run
+    records = load(out)
+    (level,) = json.loads((out / "curves.json").read_text())
+    assert level["matched_reduction"] == 0.3 and set(level["curves"]) == {"lee", "median"}
+    for method, points in level["curves"].items():
+        assert [p["strength"] for p in points] == [0.0, 0.5, 1.0]
+        assert points[0]["speckle_index_change"] == 0.0 and points[0]["edge_ratio"] == 1.0
+        (record,) = [r for r in records if r["method"] == method]
+        assert points[-1]["speckle_index_change"] == pytest.approx(
+            record["speckle_index_change"], rel=1e-6)
+        assert points[-1]["edge_ratio"] == pytest.approx(record["edge_ratio"], rel=1e-6)
+    assert (out / "tradeoff" / "phantom.png").stat().st_size > 1000
+    markdown = (out / "results.md").read_text()
+    assert "Real-scan figures" in markdown and "speckle index −30 %" in markdown
+    with (out / "per_image.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 * 4 and {"speckle_index", "edge_ratio", "dice_drop"} <= set(rows[0])
+
+
+def test_curve_point_equals_the_method_run_at_that_strength(tmp_path: Path) -> None:
+    """The curve blends the full-strength output with the input, which is what `strength`
+    does: lee at strength 0.5 gives the curve's point at 0.5."""
+    out = tmp_path / "out"
+    assert run_cli(["evaluate", "phantom:3", "--size", "48", "--no-reference", "--methods",
+                    "lee", "--param", "lee.strength=0.5", "--strengths", "0.5,1",
+                    "--match-reduction", "0.2", "--examples", "0", "--out", str(out)]) == 0
+    lee = load(out)[1]
+    (level,) = json.loads((out / "curves.json").read_text())
+    half = level["curves"]["lee"][1]
+    assert half["strength"] == 0.5
+    assert half["speckle_index_change"] == pytest.approx(lee["speckle_index_change"], rel=1e-5)
+    assert half["edge_ratio"] == pytest.approx(lee["edge_ratio"], rel=1e-5)
+    assert lee["matched_reduction"] == 0.2
+
+
+def test_interpolate_at_reduction() -> None:
+    from usdenoise.denoise.benchmark import interpolate_at_reduction
+
+    curve = [{"strength": 0.0, "speckle_index_change": 0.0, "edge_ratio": 1.0, "dice_drop": 0.0},
+             {"strength": 0.5, "speckle_index_change": -0.2, "edge_ratio": 0.9,
+              "dice_drop": 0.01},
+             {"strength": 1.0, "speckle_index_change": -0.6, "edge_ratio": 0.5,
+              "dice_drop": 0.03}]
+    at = interpolate_at_reduction(curve, 0.4)  # halfway between the last two points
+    assert at["strength"] == pytest.approx(0.75)
+    assert at["edge_ratio"] == pytest.approx(0.7) and at["dice_drop"] == pytest.approx(0.02)
+    assert at["seg_dice"] is None  # not on the curve
+    assert interpolate_at_reduction(curve, 0.1)["strength"] == pytest.approx(0.25)
+    assert interpolate_at_reduction(curve, 0.7) is None  # never reduced that far
+
+
+def test_images_without_homogeneous_patches_are_counted(tmp_path: Path) -> None:
+    from usdenoise.io import write_image
+
+    folder = write_folder(tmp_path / "scans", count=2, size=64)
+    write_image(folder / "black.png", torch.zeros(1, 64, 64))
+    out = tmp_path / "out"
+    assert run_cli(["evaluate", f"folder:{folder}", "--no-reference", "--size", "0",
+                    "--methods", "lee", "--out", str(out)]) == 0
+    for record in load(out):
+        assert record["n_images"] == 3 and record["n_missing_patches"] == 1
+        assert isinstance(record["speckle_index"], float)  # the mean of the two others
+        assert record["n_missing_edge"] == 3 and record["edge_ratio"] is None  # no masks
+    with (out / "per_image.csv").open() as f:
+        rows = {r["id"]: r for r in csv.DictReader(f) if r["method"] == "lee"}
+    assert rows["black"]["speckle_index"] == "" and rows["scan0"]["speckle_index"] != ""
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--match-reduction", "1.5"], "--match-reduction 1.5"),
+        (["--match-reduction", "most"], "--match-reduction 'most'"),
+        (["--strengths", "0.5,2"], "--strengths 2.0"),
+        (["--segmenter", "nowhere/run"], "nowhere"),
+    ],
+)
+def test_real_scan_bad_input(tmp_path: Path, capsys, extra, words) -> None:
+    out = tmp_path / "out"
+    code = run_cli(["evaluate", "phantom:3", "--no-reference", "--size", "32", "--methods",
+                    "lee", *extra, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_segmenter_needs_masks(tmp_path: Path, capsys) -> None:
+    seg = head_everywhere_segmenter(tmp_path / "seg")
+    folder = write_folder(tmp_path / "scans", count=1)
+    out = tmp_path / "out"
+    code = run_cli(["evaluate", f"folder:{folder}", "--no-reference", "--methods", "lee",
+                    "--segmenter", str(seg), "--device", "cpu", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--segmenter" in err and "no masks" in err, err
+    assert not out.exists()

@@ -23,6 +23,26 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
+ThreadsOpt = Annotated[int | None, typer.Option(
+    help="torch CPU threads (default: the machine's cores; 1 per worker with --workers)")]
+
+
+def _set_threads(threads: int | None) -> int:
+    """--threads: torch.set_num_threads for this process; default the cores it may use
+    (shared among the processes of a torchrun launch). Returns the number set."""
+    import os
+
+    import torch
+
+    from usdenoise.denoise.files import machine_threads
+
+    if threads is not None and threads < 1:
+        raise UsdenoiseError(f"--threads {threads}: must be at least 1")
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    count = threads or max(1, machine_threads() // local)
+    torch.set_num_threads(count)
+    return count
+
 
 def _version(value: bool) -> None:
     if value:
@@ -33,8 +53,11 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True),
+    debug: bool = typer.Option(False, "--debug", help="show the traceback of internal errors "
+                                                      "(exit code 1)"),
 ) -> None:
-    """usdenoise command line."""
+    """usdenoise command line. Exit codes: 0 done, 2 bad input or usage (including every
+    input failing), 1 internal error (traceback with --debug)."""
 
 
 @app.command("list")
@@ -65,8 +88,10 @@ def simulate(
     seed: int = typer.Option(0, help="seed of the noise"),
     limit: int | None = typer.Option(None, help="only the first N images"),
     overwrite: bool = typer.Option(False, help="replace what is in --out"),
+    threads: ThreadsOpt = None,
 ) -> None:
     """Add speckle to a data set and write clean/noisy/mask images paired by id."""
+    _set_threads(threads)
     from usdenoise.noise.simulate import simulate as run
 
     manifest = run(data, noise=noise, out_dir=out, size=size or None, seed=seed, limit=limit,
@@ -89,22 +114,51 @@ def evaluate(
     seed: int = typer.Option(0, help="seed of the split and the noise"),
     examples: int = typer.Option(2, help="example images per method in examples/"),
     no_reference: bool = typer.Option(False, help="no clean images: ENL/CNR/gCNR/SSI/EPI only"),
+    segmenter: Path | None = typer.Option(
+        None, help="segmenter run trained on originals: Dice/HC on outputs vs inputs"),
+    test: str | None = typer.Option(
+        None, help="evaluate on this data set (all its images) instead of DATA's test split"),
+    strengths: str = typer.Option(
+        "0.25,0.5,0.75,1", help="strengths of the blend curves ('none': no curves)"),
+    match_reduction: str = typer.Option(
+        "0.3", help="common speckle-index reduction (0.3 = -30 %) or 'default'"),
+    device: str = typer.Option("auto", help="device of the segmenter: auto, cpu, cuda"),
     overwrite: bool = typer.Option(False, help="replace existing results in --out"),
+    threads: ThreadsOpt = None,
 ) -> None:
     """Benchmark denoisers: every method at every noise level on the same noisy test images."""
+    _set_threads(threads)
     from usdenoise.core.specs import parse_noise_list
     from usdenoise.denoise.benchmark import EvaluationSettings, parse_methods
     from usdenoise.denoise.benchmark import evaluate as run
     from usdenoise.reporting.tables import markdown_table
 
+    def fraction(text: str, option: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise UsdenoiseError(f"{option} {text!r}: not a number") from None
+
+    grid = ([] if strengths.strip().lower() in ("", "none") else
+            [fraction(t.strip(), "--strengths") for t in strengths.split(",") if t.strip()])
+    match: float | str = (match_reduction.strip().lower()
+                          if match_reduction.strip().lower() == "default"
+                          else fraction(match_reduction, "--match-reduction"))
     noises = [f"{name}:{level}" for name, level in parse_noise_list(noise)]
     settings = EvaluationSettings(
         data=data, methods=parse_methods(methods, param), noises=noises, split=split,
         size=size or None, limit=limit, seed=seed, examples=examples, no_reference=no_reference,
+        segmenter=None if segmenter is None else str(segmenter), test=test, strengths=grid,
+        match_reduction=match, device=device,
     )
     records = run(settings, out, overwrite=overwrite)
     print(markdown_table(records))
-    console.print(f"results: {out}/results.md, .json, .csv; figures: {out}/examples/")
+    console.print(f"results: {out}/results.md, .json, .csv, curves.json; figures: "
+                  f"{out}/examples/, {out}/tradeoff/")
+    from usdenoise.cli.report import write_run_report
+
+    if report := write_run_report(out):
+        console.print(f"report: {report}")
 
 
 @app.command()
@@ -119,8 +173,13 @@ def denoise(
     dicom_as: str = typer.Option("dicom", help="write DICOM input back as dicom or png"),
     strict: bool = typer.Option(False, help="stop at the first unreadable file, don't skip it"),
     overwrite: bool = typer.Option(False, help="replace existing output files"),
+    threads: ThreadsOpt = None,
 ) -> None:
-    """Denoise images (PNG, JPEG, TIFF, DICOM incl. cine, MetaImage, .npy)."""
+    """Denoise images (PNG, JPEG, TIFF, DICOM incl. cine, MetaImage, .npy).
+
+    Exit code 0 when every input was denoised (also when some were skipped: each is listed),
+    2 when none was (every input failed) or on bad options.
+    """
     import warnings
 
     from usdenoise.denoise.files import denoise_files
@@ -136,11 +195,13 @@ def denoise(
         summary = denoise_files(
             inputs, out_dir=out, method=method or "default", params=params, recursive=recursive,
             overwrite=overwrite, workers=workers, strict=strict, dicom_as=dicom_as,
+            threads=(threads or 1) if workers > 1 else _set_threads(threads),
         )
     for _source, why in summary.skipped:
         print(f"usdenoise: warning: skipped {why}", file=sys.stderr)
+    partial = " (partial run: the skipped inputs are listed above)" if summary.skipped else ""
     print(f"denoised {len(summary.written)} file(s) into {out}; "
-          f"skipped {len(summary.skipped)} file(s)", file=sys.stderr)
+          f"skipped {len(summary.skipped)} file(s){partial}", file=sys.stderr)
 
 
 # options `train` and `segment train` share (typer reads the Annotated metadata)
@@ -195,10 +256,15 @@ def train(
     vgg_weights: Path | None = typer.Option(None, help="local VGG16 weights (perceptual loss)"),
     segmenter: Path | None = typer.Option(None, help="frozen segmenter run for the task and "
                                                      "taskperceptual losses"),
+    self_supervised: str | None = typer.Option(
+        None, "--self-supervised", metavar="METHOD",
+        help="train on noisy images only: r2r or nb2nb (options ss_* in a --config file)"),
     limit: LimitOpt = None,
     progress: ProgressOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Train a denoising network; torchrun -m usdenoise train ... runs it on several GPUs."""
+    _set_threads(threads)
     from usdenoise.training.config import (
         TrainConfig,
         config_from_dict,
@@ -217,7 +283,7 @@ def train(
         "device": device, "workers": workers, "cache": cache, "seed": seed,
         "resume": resume and str(resume),
         "vgg_weights": vgg_weights and str(vgg_weights), "limit": limit, "progress": progress,
-        "segmenter": segmenter and str(segmenter),
+        "segmenter": segmenter and str(segmenter), "self_supervised": self_supervised,
     }
     given = {key: value for key, value in given.items() if value is not None}
     if model_param:
@@ -233,6 +299,10 @@ def train(
     best = fit(settings)
     if is_main_process():
         console.print(f"best model: {best}  (metrics: {best.parent / 'metrics.csv'})")
+        from usdenoise.cli.report import write_run_report
+
+        if report := write_run_report(best.parent):
+            console.print(f"report: {report}")
 
 
 @app.command()
@@ -241,8 +311,10 @@ def demo(
     quick: bool = typer.Option(False, help="smaller images, fewer levels: under a minute"),
     train: bool = typer.Option(False, help="also train a fast DiConvAE on phantoms and include it"),
     overwrite: bool = typer.Option(True, help="replace the results of an earlier demo in --out"),
+    threads: ThreadsOpt = None,
 ) -> None:
     """The main job on the built-in phantom: simulate, denoise, evaluate, show the table."""
+    _set_threads(threads)
     from usdenoise.cli.demo import run_demo
     from usdenoise.reporting.tables import markdown_table
 
@@ -251,6 +323,8 @@ def demo(
     for note in notes:
         console.print(f"note: {note}")
     console.print(f"results: {out}/results.md, .json, .csv; figures: {out}/examples/")
+    if (report := out / "report.html").is_file():
+        print(f"report: {report}")
 
 
 segment_app = typer.Typer(help="Segmentation (SegNet, U-Net) and head circumference: "
@@ -303,8 +377,10 @@ def segment_train(
     resume: ResumeOpt = None,
     limit: LimitOpt = None,
     progress: ProgressOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Train a segmenter (Dice + cross-entropy) on original, speckled or denoised images."""
+    _set_threads(threads)
     from usdenoise.training.config import parse_model_params, segment_train_config
     from usdenoise.training.distributed import is_main_process
     from usdenoise.training.loop import fit
@@ -329,6 +405,10 @@ def segment_train(
     best = fit(settings)
     if is_main_process():
         console.print(f"best model: {best}  (metrics: {best.parent / 'metrics.csv'})")
+        from usdenoise.cli.report import write_run_report
+
+        if report := write_run_report(best.parent):
+            console.print(f"report: {report}")
 
 
 @segment_app.command("evaluate")
@@ -353,8 +433,10 @@ def segment_evaluate(
                                                  "(largest region per class, holes filled) or "
                                                  "ellipse (head replaced by its fitted ellipse)"),
     overwrite: bool = typer.Option(False, help="replace existing results in --out"),
+    threads: ThreadsOpt = None,
 ) -> None:
     """Segment images with a trained model: Dice, IoU, HD95, area bias, HC error."""
+    _set_threads(threads)
     from usdenoise.segmentation.evaluate import SegmentEvaluation, evaluate_segmenter
 
     method, params = _denoise_choice(denoise, denoise_model, denoise_param, "--denoise-model")
@@ -378,14 +460,47 @@ from usdenoise.cli.study import study_command  # noqa: E402  (its own module: ma
 
 app.command("study")(study_command)
 
+from usdenoise.cli.report import report_command  # noqa: E402  (its own module)
+
+app.command("report")(report_command)
+
+from usdenoise.cli.inspect import inspect_command  # noqa: E402  (its own module)
+
+app.command("inspect")(inspect_command)
+
 
 # ---- commands added by later modules go above this line ----
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: bad input becomes one line on stderr and exit code 2, no traceback."""
+    """Entry point. Exit codes: 0 done; 2 bad input or usage, one line on stderr (every input
+    failing included); 1 internal error, one line (the traceback with `usdenoise --debug`)."""
+    from typer._click.exceptions import ClickException, UsageError
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args
     try:
-        app(args=argv, prog_name="usdenoise")
+        code = app(args=args, prog_name="usdenoise", standalone_mode=False)
+    except UsageError as exc:  # unknown option, bad value: one line, not typer's usage box
+        command = f" {exc.ctx.command_path}" if exc.ctx is not None else ""
+        print(f"usdenoise: error: {' '.join(exc.format_message().split())} (see "
+              f"`usdenoise{command.removeprefix(' usdenoise')} --help`)", file=sys.stderr)
+        sys.exit(2)
+    except ClickException as exc:
+        print(f"usdenoise: error: {' '.join(exc.format_message().split())}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     except UsdenoiseError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
         print(f"usdenoise: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except Exception as exc:
+        if debug:
+            raise
+        text = " ".join(str(exc).split())[:200]
+        print(f"usdenoise: internal error: {type(exc).__name__}: {text} (a bug; "
+              "`usdenoise --debug ...` shows the traceback)", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)  # as typer's standalone mode does

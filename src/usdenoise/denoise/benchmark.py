@@ -2,29 +2,51 @@
 
 The noisy images are made once per noise level from a fixed seed, so every method sees exactly
 the same input; timing covers the method alone, after one warm-up call.
+
+Real-scan figures (`metrics.noreference`), for every method against the image it was given
+(the original scan with `no_reference`): speckle index and ENL in homogeneous patches found
+once on that input, skull-edge contrast ratio on the mask border, the method-noise
+correlation, and with a `segmenter` the frozen-segmenter check (Dice and HC error on the
+output against those on the input). Each method's output is also blended with its input
+over `strengths`, giving curves of speckle reduction against edge ratio and Dice; the
+figures at a common speckle reduction (`match_reduction`) are interpolated on them.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from usdenoise import metrics
+from usdenoise.checkpoint import load_segmenter
+from usdenoise.core.devices import resolve_auto
 from usdenoise.core.errors import UsdenoiseError
-from usdenoise.core.files import staged_dir
+from usdenoise.core.files import input_folders, staged_dir
 from usdenoise.core.progress import make_progress
 from usdenoise.data import load_dataset
 from usdenoise.data.splits import save_splits, split_dataset
+from usdenoise.data.transforms import resize_image, resize_mask
 from usdenoise.denoise.base import Denoiser
 from usdenoise.denoise.registry import make_denoiser
+from usdenoise.metrics import noreference as nr
+from usdenoise.metrics.geometry import head_classes
+from usdenoise.metrics.segmentation import image_metrics
 from usdenoise.noise.speckle import make_noise
-from usdenoise.reporting.figures import save_example_grid
-from usdenoise.reporting.tables import records_to_csv, write_results, write_text_atomic
+from usdenoise.reporting.figures import save_example_grid, save_tradeoff_curves
+from usdenoise.reporting.tables import (
+    json_safe,
+    records_to_csv,
+    write_results,
+    write_text_atomic,
+)
 
 FULL_REFERENCE = ("psnr", "ssim", "ms_ssim")
 
@@ -54,6 +76,17 @@ class EvaluationSettings:
     seed: int = 0
     examples: int = 2
     no_reference: bool = False
+    #: segmenter run or checkpoint for the frozen-segmenter check (trained on originals)
+    segmenter: str | None = None
+    #: evaluate on this data set instead of DATA's test split (a model trained on DATA
+    #: measured on other data); its images are all used unless `split` says otherwise
+    test: str | None = None
+    #: strengths α of the blend curves (α = 0, the input, is always added); [] turns them off
+    strengths: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
+    #: common speckle reduction for the matched comparison: a fraction (0.3 = index -30 %)
+    #: or "default" (the reduction the `default` method reaches, else 0.3)
+    match_reduction: float | str = 0.3
+    device: str = "auto"  # where the segmenter runs
 
 
 def parse_methods(text: str, params: list[str] | None = None) -> list[MethodSpec]:
@@ -77,19 +110,27 @@ def parse_methods(text: str, params: list[str] | None = None) -> list[MethodSpec
     return specs
 
 
-def _test_samples(settings: EvaluationSettings, out_dir: Path) -> tuple[list[dict], str]:
+def _is_foreign(settings: EvaluationSettings) -> bool:
+    return settings.test is not None and settings.test != settings.data
 
-    dataset = load_dataset(settings.data, size=settings.size)
+
+def _test_samples(settings: EvaluationSettings, out_dir: Path
+                  ) -> tuple[list[dict], str, tuple[str, ...]]:
+
+    spec = settings.test or settings.data
+    dataset = load_dataset(spec, size=settings.size)
     splits = split_dataset(dataset, seed=settings.seed)
-    split = settings.split or ("all" if settings.no_reference else "test")
+    split = settings.split or ("all" if settings.no_reference or _is_foreign(settings)
+                               else "test")
     indices = list(range(len(dataset))) if split == "all" else list(splits[split])
     if not indices:  # tiny data sets: fall back to everything rather than evaluating nothing
         indices = list(range(len(dataset)))
     if settings.limit is not None:
         indices = indices[: settings.limit]
-    save_splits(out_dir / "splits.json", splits, dataset=settings.data, seed=settings.seed)
+    save_splits(out_dir / "splits.json", splits, dataset=spec, seed=settings.seed)
     samples = [dataset[i] for i in indices]
-    return samples, getattr(dataset, "name", settings.data.split(":")[0])
+    names = tuple(str(n) for n in getattr(dataset, "class_names", ("background", "head")))
+    return samples, getattr(dataset, "name", spec.split(":")[0]), names
 
 
 def _noisy_versions(samples: list[dict], spec: str, seed: int) -> list[torch.Tensor]:
@@ -177,17 +218,261 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(finite) / len(finite) if finite else None
 
 
+# ---- real-scan figures (metrics.noreference) and the frozen-segmenter check ----------------
+
+REAL_SCAN_KEYS = ("speckle_index", "speckle_index_change", "patch_enl", "edge_contrast",
+                  "edge_ratio", "method_noise_corr")
+SEGMENTER_KEYS = ("seg_dice", "seg_dice_input", "dice_drop", "seg_hc_abs_error_mm",
+                  "seg_hc_abs_error_mm_input", "hc_error_change_mm")
+CURVE_KEYS = ("speckle_index_change", "edge_ratio", "method_noise_corr", "seg_dice",
+              "dice_drop", "hc_error_change_mm")
+# the method-noise correlation is left out: the residual of strength α is α·r, and a
+# Pearson correlation does not change with the scale, so it is the same at every strength
+MATCHED_KEYS = ("edge_ratio", "seg_dice", "dice_drop", "hc_error_change_mm")
+
+
+class FrozenSegmenter:
+    """A segmenter trained on original images, used unchanged: the head it finds on a
+    denoised image against the head it finds on the input (Dice, HC error vs the truth).
+
+    Prediction as in `segment evaluate`: resize to the model's training size, argmax, class
+    map back to the image size by nearest neighbour. Only the head is compared (the model's
+    classes named `*head*` against the data's), so a HC18 model can be measured on PSFHS."""
+
+    def __init__(self, path: str, *, device: str = "auto") -> None:
+        self.path = str(path)
+        self.model, sidecar = load_segmenter(path, device=resolve_auto(device),
+                                             option="--segmenter")
+        meta = sidecar.get("meta", {})
+        self.class_names = tuple(str(n) for n in meta.get("class_names")
+                                 or ("background", "head"))
+        self.size = meta.get("image_size") or meta.get("config", {}).get("image_size")
+        self.head = head_classes(self.class_names)
+        self.inputs = meta.get("inputs")
+
+    @torch.no_grad()
+    def head_mask(self, image: torch.Tensor) -> torch.Tensor:
+        """Predicted head, bool [H, W], for one image [1, H, W] or [1, 1, H, W]."""
+        x = image.reshape(1, *image.shape[-2:]).float().cpu()
+        size = tuple(x.shape[-2:])
+        if self.size:
+            x = resize_image(x, self.size)
+        device = next(self.model.parameters()).device
+        pred = self.model(x[None].to(device)).argmax(1).cpu()
+        return torch.isin(resize_mask(pred, size)[0], torch.tensor(self.head))
+
+    def measure(self, image: torch.Tensor, truth: torch.Tensor, sample: dict) -> dict:
+        pred = self.head_mask(image).long()
+        values = image_metrics(pred, truth.long(), class_names=("background", "head"),
+                               spacing_mm=sample.get("spacing_mm"), hc_mm=sample.get("hc_mm"))
+        return {"dice": values["dice"], "hc_abs_error_mm": values["hc_abs_error_mm"],
+                "hc_status": values["hc_status"]}
+
+
+@dataclass
+class ScanContext:
+    """What is found once on the input image and reused for every method's output."""
+
+    image: torch.Tensor  # the input [1, 1, H, W]
+    patches: list[nr.Patch]
+    sector: np.ndarray
+    head: torch.Tensor | None  # the true head, bool [H, W], where a mask exists
+    speckle_index: float | None
+    seg: dict | None = None  # the frozen segmenter on the input
+
+
+def _true_head(sample: dict, data_classes: tuple[str, ...]) -> torch.Tensor | None:
+    mask = sample.get("mask")
+    if not isinstance(mask, torch.Tensor):
+        return None
+    head = torch.isin(mask.reshape(mask.shape[-2:]), torch.tensor(head_classes(data_classes)))
+    return head if bool(head.any()) and not bool(head.all()) else None
+
+
+def _contexts(inputs: list[torch.Tensor], samples: list[dict], data_classes: tuple[str, ...],
+              segmenter: FrozenSegmenter | None) -> list[ScanContext]:
+    out = []
+    for x, sample in zip(inputs, samples, strict=True):
+        sector = nr.scan_sector(x)
+        patches = nr.find_homogeneous_patches(x, within=sector)
+        head = _true_head(sample, data_classes)
+        ctx = ScanContext(x, patches, sector, head, nr.speckle_index(x, patches))
+        if segmenter is not None and head is not None:
+            ctx.seg = segmenter.measure(x, head, sample)
+        out.append(ctx)
+    return out
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _real_scan_values(ctx: ScanContext, y: torch.Tensor, segmenter: FrozenSegmenter | None,
+                      sample: dict, *, identity: bool = False) -> dict[str, Any]:
+    """The real-scan figures of one output `y` against its input (`ctx.image`)."""
+    si = nr.speckle_index(y, ctx.patches)
+    values: dict[str, Any] = {
+        "speckle_index": si,
+        "speckle_index_change": (None if si is None or not ctx.speckle_index
+                                 else si / ctx.speckle_index - 1.0),
+        "patch_enl": nr.patch_enl(y, ctx.patches),
+        "n_patches": len(ctx.patches),
+        "edge_contrast": None if ctx.head is None else nr.edge_contrast(y, ctx.head),
+        "edge_ratio": None if ctx.head is None else nr.edge_ratio(y, ctx.image, ctx.head),
+        "method_noise_corr": (None if identity else
+                              nr.method_noise_correlation(ctx.image, y, within=ctx.sector)),
+    }
+    if segmenter is not None:
+        seg = ctx.seg if identity or ctx.seg is None else segmenter.measure(y, ctx.head, sample)
+        base = ctx.seg or {}
+        values.update(
+            seg_dice=None if seg is None else seg["dice"], seg_dice_input=base.get("dice"),
+            seg_hc_abs_error_mm=None if seg is None else seg["hc_abs_error_mm"],
+            seg_hc_abs_error_mm_input=base.get("hc_abs_error_mm"),
+            seg_hc_status=None if seg is None else seg["hc_status"],
+        )
+        values["dice_drop"] = _difference(values["seg_dice_input"], values["seg_dice"])
+        values["hc_error_change_mm"] = _difference(values["seg_hc_abs_error_mm"],
+                                                   values["seg_hc_abs_error_mm_input"])
+    return values
+
+
+def _real_scan_summary(rows: list[dict], segmenter: FrozenSegmenter | None) -> dict[str, Any]:
+    out: dict[str, Any] = {key: _mean([r.get(key) for r in rows]) for key in REAL_SCAN_KEYS}
+    out["n_missing_patches"] = sum(r.get("speckle_index") is None for r in rows)
+    out["n_missing_edge"] = sum(r.get("edge_ratio") is None for r in rows)
+    if segmenter is not None:
+        out.update({key: _mean([r.get(key) for r in rows]) for key in SEGMENTER_KEYS})
+        out["n_seg"] = sum(r.get("seg_dice") is not None for r in rows)
+        out["n_missing_seg"] = sum(r.get("seg_dice") is None for r in rows)
+        out["n_missing_hc"] = sum(r.get("seg_hc_status") == "no head predicted" for r in rows)
+    return out
+
+
+def strength_curve(full: list[torch.Tensor], contexts: list[ScanContext], samples: list[dict],
+                   strengths: list[float], segmenter: FrozenSegmenter | None) -> list[dict]:
+    """Mean figures of α · full + (1 − α) · input for α = 0 and each strength: what the
+    method's `strength` computes (`core.params.blend`), without running it again."""
+    points = []
+    for alpha in sorted({0.0, *(float(a) for a in strengths)}):
+        rows = []
+        for y1, ctx, sample in zip(full, contexts, samples, strict=True):
+            y = (alpha * y1.float() + (1.0 - alpha) * ctx.image.float()).clamp(0.0, 1.0)
+            rows.append(_real_scan_values(ctx, y, segmenter, sample, identity=alpha == 0.0))
+        point = {"strength": alpha}
+        point.update({key: _mean([r.get(key) for r in rows]) for key in CURVE_KEYS})
+        if alpha == 0.0:
+            point.update(speckle_index_change=0.0, edge_ratio=1.0)
+        points.append(point)
+    return points
+
+
+def interpolate_at_reduction(curve: list[dict], target: float) -> dict[str, Any] | None:
+    """The curve's figures where its speckle-index change first reaches `-target` (linear
+    between neighbouring strengths); None if the method never reduces the index that far."""
+    goal = -abs(float(target))
+    for a, b in zip(curve, curve[1:], strict=False):
+        ra, rb = a.get("speckle_index_change"), b.get("speckle_index_change")
+        if ra is None or rb is None or not (rb <= goal <= ra):
+            continue
+        t = 0.0 if ra == rb else (ra - goal) / (ra - rb)
+        out: dict[str, Any] = {"strength": a["strength"] + t * (b["strength"] - a["strength"])}
+        for key in MATCHED_KEYS:
+            va, vb = a.get(key), b.get(key)
+            if va is None and t == 1.0:
+                va = vb
+            out[key] = None if va is None or vb is None else va + t * (vb - va)
+        return out
+    return None
+
+
+def _matched_target(settings: EvaluationSettings, records: list[dict]) -> float:
+    if isinstance(settings.match_reduction, str):
+        found = [r.get("speckle_index_change") for r in records if r["method"] == "default"]
+        if found and found[0] is not None and found[0] < 0:
+            return -float(found[0])
+        return 0.3
+    return float(settings.match_reduction)
+
+
+def _add_matched(records: list[dict], curves: dict[str, list[dict]], target: float) -> None:
+    for record in records:
+        curve = curves.get(record["method"])
+        record["matched_reduction"] = target
+        at = interpolate_at_reduction(curve, target) if curve else None
+        record["matched_strength"] = None if at is None else at["strength"]
+        for key in MATCHED_KEYS:
+            if key in SEGMENTER_KEYS and "seg_dice" not in record:
+                continue  # no segmenter: no Dice at the match either
+            record[f"matched_{key}"] = None if at is None else at[key]
+
+
+def _fmt_cell(value: Any, percent: bool = False) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, int):
+        return str(value)
+    return f"{100 * value:+.1f} %" if percent else f"{value:.3f}"
+
+
+def real_scan_markdown(records: list[dict]) -> str:
+    """The real-scan table(s) of results.md: one per (noise, level)."""
+    columns = [("speckle_index", "speckle index", False),
+               ("speckle_index_change", "SI change", True), ("patch_enl", "ENL (patches)", False),
+               ("edge_ratio", "edge ratio", False), ("method_noise_corr", "method noise r", False),
+               ("gcnr", "gCNR head", False), ("dice_drop", "Dice drop", False),
+               ("hc_error_change_mm", "HC err. change mm", False),
+               ("matched_strength", "α at match", False),
+               ("matched_edge_ratio", "edge ratio at match", False),
+               ("matched_dice_drop", "Dice drop at match", False)]
+    used = [c for c in columns if any(r.get(c[0]) is not None for r in records)]
+    parts = ["## Real-scan figures", "",
+             "Speckle index σ/μ and ENL in homogeneous patches found on the input; edge ratio: "
+             "skull-edge contrast output / input on the mask border (≥ 0.95 kept); method "
+             "noise r: correlation of the residual's energy with the input's gradient (lower "
+             "is better); Dice drop and HC error change of the frozen segmenter (output minus "
+             "input, HC in mm). \"at match\": interpolated on the strength curve where the "
+             "speckle index is reduced by the common target.", ""]
+    groups: dict[tuple[Any, Any], list[dict]] = {}
+    for record in records:
+        groups.setdefault((record.get("noise"), record.get("level")), []).append(record)
+    for (noise, level), rows in groups.items():
+        target = rows[0].get("matched_reduction")
+        title = f"{noise} {level}" if noise else "images as they are"
+        missing = rows[0].get("n_missing_patches")
+        parts.append(f"**{title}** — match at speckle index −{100 * (target or 0):.0f} %, "
+                     f"{missing or 0} of {rows[0]['n_images']} images without homogeneous "
+                     "patches\n")
+        parts.append("| method | " + " | ".join(c[1] for c in used) + " |")
+        parts.append("|" + "---|" * (len(used) + 1))
+        for r in rows:
+            cells = [_fmt_cell(r.get(key), percent) for key, _, percent in used]
+            parts.append(f"| {r['method']} | " + " | ".join(cells) + " |")
+        parts.append("")
+    return "\n".join(parts)
+
+
 def evaluate(settings: EvaluationSettings, out_dir: Path, *, overwrite: bool = False) -> list[dict]:
-    """Run the benchmark and write results.json/csv/md, per_image.csv and example figures."""
+    """Run the benchmark and write results.json/csv/md, per_image.csv, curves.json, example
+    figures and the speckle-reduction trade-off figures."""
 
     out_dir = Path(out_dir)
     _check_settings(settings)
     if (out_dir / "results.json").exists() and not overwrite:
         raise UsdenoiseError(f"{out_dir}: results.json already exists (use --overwrite)")
     denoisers = [(m, m.build()) for m in settings.methods]  # bad parameters fail before any work
-    with staged_dir(out_dir) as staging:  # a failed run leaves nothing behind
-        records, per_image = _evaluate_into(settings, denoisers, staging)
-        write_results(records, staging, title=f"usdenoise evaluate {settings.data}")
+    segmenter = (FrozenSegmenter(settings.segmenter, device=settings.device)
+                 if settings.segmenter else None)
+    inputs = input_folders(settings.data) + input_folders(settings.test)
+    with staged_dir(out_dir, command="evaluate", overwrite=overwrite or None,
+                    inputs=inputs) as staging:  # a failed run leaves nothing behind
+        records, per_image = _evaluate_into(settings, denoisers, staging, segmenter)
+        spec = settings.test or settings.data
+        write_results(records, staging, title=f"usdenoise evaluate {spec}")
+        # the real-scan section goes above the image-quality tables (one `###` per level)
+        head, sep, tables = (staging / "results.md").read_text(encoding="utf-8").partition("###")
+        write_text_atomic(staging / "results.md", head + real_scan_markdown(records) + "\n"
+                          "## Image-quality figures\n\n" + sep + tables)
         write_text_atomic(staging / "per_image.csv", records_to_csv(per_image))
     return records
 
@@ -203,6 +488,17 @@ def _check_settings(settings: EvaluationSettings) -> None:
         raise UsdenoiseError(f"--examples {settings.examples}: must be 0 or more")
     if not settings.methods:
         raise UsdenoiseError("--methods: give at least one method name")
+    for alpha in settings.strengths:
+        if not 0.0 <= float(alpha) <= 1.0:
+            raise UsdenoiseError(f"--strengths {alpha}: each strength must be in [0, 1]")
+    match = settings.match_reduction
+    if isinstance(match, str):
+        if match != "default":
+            raise UsdenoiseError(f"--match-reduction {match!r}: give a fraction in (0, 1), "
+                                 "e.g. 0.3, or 'default'")
+    elif not 0.0 < float(match) < 1.0:
+        raise UsdenoiseError(f"--match-reduction {match}: must be a fraction in (0, 1), "
+                             "e.g. 0.3 for a speckle index 30 % lower")
     if not settings.no_reference:
         if not settings.noises:
             raise UsdenoiseError("--noise: give at least one noise level")
@@ -210,11 +506,26 @@ def _check_settings(settings: EvaluationSettings) -> None:
             make_noise(spec)  # unknown name or bad level: fail now, not after loading data
 
 
+def _full_strength(method: MethodSpec, denoiser: Denoiser, outputs: list[torch.Tensor],
+                   inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The method's outputs at strength 1 (its own outputs when that is its setting)."""
+    if float(getattr(denoiser, "strength", 1.0)) == 1.0:
+        return outputs
+    full = make_denoiser(method.name, **{**method.params, "strength": 1.0})
+    return [full.denoise(x) for x in inputs]
+
+
 def _evaluate_into(
-    settings: EvaluationSettings, denoisers: list[tuple[MethodSpec, Denoiser]], out_dir: Path
+    settings: EvaluationSettings, denoisers: list[tuple[MethodSpec, Denoiser]], out_dir: Path,
+    segmenter: FrozenSegmenter | None = None,
 ) -> tuple[list[dict], list[dict]]:
 
-    samples, dataset_name = _test_samples(settings, out_dir)
+    samples, dataset_name, data_classes = _test_samples(settings, out_dir)
+    if segmenter is not None and not any(isinstance(s.get("mask"), torch.Tensor)
+                                         for s in samples):
+        raise UsdenoiseError(f"--segmenter {settings.segmenter}: the images of "
+                             f"{settings.test or settings.data} have no masks to measure "
+                             "Dice and HC against")
     noises: list[str | None] = [None] if settings.no_reference else list(settings.noises)
     # ROIs for ENL/CNR/gCNR/SSI: the data set's mask, else one derived from the clean image
     # (the image itself with no reference), the same for every method and noise level
@@ -231,37 +542,66 @@ def _evaluate_into(
     roi_kind = "+".join(sorted(roi_kinds))
     records: list[dict] = []
     per_image: list[dict] = []
+    all_curves: list[dict] = []
     with make_progress() as progress:
         task = progress.add_task("evaluate", total=len(noises) * len(denoisers), status="")
         for spec in noises:
             clean = [s["image"][None].float() for s in samples]
             noisy = clean if spec is None else _noisy_versions(samples, spec, settings.seed)
             noise_name, level = split_noise_spec(spec) if spec else ("none", None)
+            contexts = _contexts(noisy, samples, data_classes, segmenter)
             examples: dict[str, list[torch.Tensor]] = {}
+            curves: dict[str, list[dict]] = {}
+            level_records: list[dict] = []
             for method, denoiser in denoisers:
                 progress.update(task, status=f"{method.label} {spec or ''}")
                 outputs, seconds = _run_timed(denoiser, noisy)
                 rows = []
-                for sample, x, y, c, mask in zip(samples, noisy, outputs, clean, roi_masks,
-                                                 strict=True):
+                identity = method.name == "noisy"
+                for sample, x, y, c, mask, ctx in zip(samples, noisy, outputs, clean, roi_masks,
+                                                      contexts, strict=True):
                     values = _image_metrics(
                         y, None if spec is None else c, x if spec is None else c, x,
                         None if mask is None else mask[None],
                     )
+                    values.update(_real_scan_values(ctx, y, segmenter, sample,
+                                                    identity=identity))
                     rows.append(values)
                     per_image.append({"method": method.label, "noise": noise_name, "level": level,
                                       "id": sample["id"], "subject": sample["subject"], **values})
                 record: dict[str, Any] = {
                     "method": method.label, "noise": noise_name if spec else None, "level": level,
-                    "dataset": dataset_name, "data": settings.data, "n_images": len(samples),
+                    "dataset": dataset_name, "data": settings.test or settings.data,
+                    "n_images": len(samples),
                     "params": dict(denoiser.config), "seed": settings.seed, "roi": roi_kind,
                 }
+                if settings.test is not None:
+                    record["train_data"] = settings.data
                 for key in ("psnr", "ssim", "ms_ssim", "enl", "cnr", "gcnr", "epi", "ssi"):
                     record[key] = _mean([r.get(key) for r in rows])
                 record["seconds_per_image"] = seconds
-                records.append(record)
+                record.update(_real_scan_summary(rows, segmenter))
+                if segmenter is not None:
+                    record["segmenter"] = segmenter.path
+                level_records.append(record)
+                if settings.strengths and not identity:
+                    full = _full_strength(method, denoiser, outputs, noisy)
+                    curves[method.label] = strength_curve(full, contexts, samples,
+                                                          settings.strengths, segmenter)
                 examples[method.label] = outputs[: settings.examples]
                 progress.advance(task)
+            target = _matched_target(settings, level_records)
+            _add_matched(level_records, curves, target)
+            records += level_records
+            all_curves.append({"dataset": dataset_name, "noise": noise_name if spec else None,
+                               "level": level, "matched_reduction": target, "curves": curves})
+            if curves:
+                name = dataset_name if spec is None else f"{dataset_name}_{_file_label(spec)}"
+                save_tradeoff_curves(
+                    out_dir / "tradeoff" / f"{_file_label(name)}.png", curves, target=target,
+                    title=f"{dataset_name}: " + (f"{noise_name} {level}" if spec
+                                                 else "original images"),
+                )
             title = f"{noise_name} {level}" if spec else "original images"
             save_example_grid(
                 out_dir / "examples" / f"{_file_label(spec or 'none')}.png",
@@ -270,4 +610,5 @@ def _evaluate_into(
                 ids=[s["id"] for s in samples[: settings.examples]],
                 title=title,
             )
+    write_text_atomic(out_dir / "curves.json", json.dumps(json_safe(all_curves), indent=2) + "\n")
     return records, per_image

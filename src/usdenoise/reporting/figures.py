@@ -89,3 +89,34 @@ def save_curves(path: Path, x: list[float], series: dict[str, list[float]], *,
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def save_tradeoff_curves(path: Path, curves: dict[str, list[dict]], *, target: float | None,
+                         title: str) -> None:
+    """Matched speckle reduction: for each method, its strength curve (points α = 0 … 1) of
+    speckle-index change (x, %) against the skull-edge ratio and, where the curve has it,
+    against the frozen segmenter's Dice. A dashed line marks the common reduction `target`
+    (a fraction: 0.3 is −30 %); the filled marker is each method at full strength."""
+    panels = [("edge_ratio", "skull edge ratio (output / input)")]
+    if any(p.get("seg_dice") is not None for points in curves.values() for p in points):
+        panels.append(("seg_dice", "Dice (frozen segmenter)"))
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels, strict=True):
+        for method, points in curves.items():
+            pairs = [(100 * p["speckle_index_change"], p[key]) for p in points
+                     if p.get("speckle_index_change") is not None and p.get(key) is not None]
+            if not pairs:
+                continue
+            xs, ys = zip(*pairs, strict=True)
+            (line,) = ax.plot(xs, ys, marker="o", markersize=3, label=method)
+            ax.plot(xs[-1], ys[-1], marker="o", markersize=7, color=line.get_color())
+        if target is not None:
+            ax.axvline(-100 * abs(target), color="0.4", linestyle="--", linewidth=1)
+        ax.set_xlabel("speckle index change (%)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -35,7 +35,10 @@ else:  # Python 3.10: the same parser from PyPI
     import tomli as tomllib
 
 SCHEDULES = ("cosine", "none")
-TASKS = ("denoise", "segment")
+TASKS = ("denoise", "segment", "selfsupervised")
+#: `self_supervised` methods (training.tasks.selfsupervised): Recorrupted-to-Recorrupted,
+#: Neighbor2Neighbor
+SELF_SUPERVISED = ("r2r", "nb2nb")
 
 # settings that may differ between a run and its `--resume` (they do not change the maths)
 RESUMABLE_CHANGES = frozenset(
@@ -58,6 +61,13 @@ class TrainConfig:
     model: dict[str, Any] = field(default_factory=dict)  # build_network overrides
     loss: str = "l1+msssim"
     noise: str = "rayleigh:0.1-0.75"  # a range draws one level per image
+    # denoise: the share of samples trained on their own (native) speckle instead, by
+    # recorruption (input y + a·n, target y − n/a; n correlated Gaussian noise of the level
+    # the image shows, widths native_axial x native_lateral px; Pang et al., CVPR 2021)
+    native: float = 0.0
+    native_axial: float = 1.8
+    native_lateral: float = 3.3
+    native_alpha: float = 0.5
     epochs: int = 50
     batch_size: int = 16  # global: split evenly over torchrun processes
     crop: int = 96  # square random crop (train) / centre crop (validation), pixels
@@ -76,6 +86,15 @@ class TrainConfig:
     seed: int = 0
     vgg_weights: str | None = None  # local VGG16 weights for the perceptual loss
     segmenter: str | None = None  # frozen segmenter run for the task / taskperceptual losses
+    # self-supervised training on noisy images only (task "selfsupervised"; see
+    # training.tasks.selfsupervised): method r2r or nb2nb; the ss_* settings are its options
+    self_supervised: str | None = None
+    ss_level: float | None = None  # r2r: speckle std (display units); None: estimated
+    ss_axial: float | None = None  # r2r: PSF width along depth, px; None: estimated
+    ss_lateral: float | None = None  # r2r: PSF width laterally, px; None: estimated
+    ss_alpha: float = 0.5  # r2r: recorruption strength (input y + a·n, target y - n/a)
+    ss_stride: int = 4  # nb2nb: cell size in px, larger than the speckle grain
+    ss_gamma: float = 2.0  # nb2nb: weight of the regulariser
     limit: int | None = None  # at most this many batches per epoch (train and validation)
     sync_batchnorm: bool = True  # SyncBatchNorm under DDP on CUDA
     progress: bool | None = None  # progress bar; None: only when stderr is a terminal
@@ -95,6 +114,13 @@ class TrainConfig:
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise UsdenoiseError(f"{where}: {key} must be at least 1, got {value}")
+        if not 0.0 <= self.native <= 1.0:
+            raise UsdenoiseError(f"{where}: native must be in [0, 1], got {self.native}")
+        if self.native_axial < 0 or self.native_lateral < 0 or not self.native_alpha > 0:
+            raise UsdenoiseError(f"{where}: native_axial/native_lateral must be >= 0 and "
+                                 f"native_alpha > 0")
+        if self.native and self.task != "denoise":
+            raise UsdenoiseError(f"{where}: native is a setting of task 'denoise'")
         if not self.lr > 0:
             raise UsdenoiseError(f"{where}: lr must be positive, got {self.lr}")
         if self.weight_decay < 0:
@@ -129,6 +155,7 @@ class TrainConfig:
             if not Path(self.segmenter).exists():
                 raise UsdenoiseError(f"{where}: segmenter {self.segmenter}: not found (give a "
                                      "segmenter run folder or its .safetensors)")
+        _check_self_supervised(self, where=where)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -203,6 +230,52 @@ def config_differences(old: dict[str, Any], new: TrainConfig) -> list[str]:
         if before != new_dict.get(key):
             out.append(f"{key} {before!r} -> {new_dict.get(key)!r}")
     return out
+
+
+def _check_self_supervised(config: TrainConfig, *, where: str) -> None:
+    """`self_supervised` selects task "selfsupervised"; it trains with mean squared error and,
+    on images that are already noisy, adds no speckle: the default loss and noise become
+    `l2` and `none` (an explicit `noise` spec speckles clean images once, for checks)."""
+    method = config.self_supervised
+    if method is None:
+        if config.task == "selfsupervised":
+            raise UsdenoiseError(f"{where}: task 'selfsupervised' needs a self_supervised "
+                                 f"method ({', '.join(SELF_SUPERVISED)})")
+        return
+    if method not in SELF_SUPERVISED:
+        raise UsdenoiseError(f"{where}: --self-supervised {method!r} is not a method (known: "
+                             f"{', '.join(SELF_SUPERVISED)})")
+    if config.task == "denoise":
+        config.task = "selfsupervised"
+    elif config.task != "selfsupervised":
+        raise UsdenoiseError(f"{where}: self_supervised is a setting of denoiser training, "
+                             f"not of task {config.task!r}")
+    if config.loss == TrainConfig.loss:
+        config.loss = "l2"
+    elif config.loss != "l2":
+        raise UsdenoiseError(f"{where}: --self-supervised {method} trains with its own mean "
+                             f"squared error; give --loss l2 or leave it out, not "
+                             f"{config.loss!r}")
+    if config.noise == TrainConfig.noise:
+        config.noise = "none"
+    if config.segmenter is not None:
+        raise UsdenoiseError(f"{where}: --segmenter (task losses) needs clean targets; it "
+                             "cannot be combined with --self-supervised")
+    for key in ("ss_level", "ss_axial", "ss_lateral"):
+        value = getattr(config, key)
+        if value is not None and not value >= 0:
+            raise UsdenoiseError(f"{where}: {key} must be >= 0, got {value}")
+    if not config.ss_alpha > 0:
+        raise UsdenoiseError(f"{where}: ss_alpha must be positive, got {config.ss_alpha}")
+    if config.ss_stride < 1:
+        raise UsdenoiseError(f"{where}: ss_stride must be at least 1, got {config.ss_stride}")
+    if config.ss_gamma < 0:
+        raise UsdenoiseError(f"{where}: ss_gamma must be >= 0, got {config.ss_gamma}")
+    if method == "nb2nb" and config.crop < 16 * config.ss_stride:
+        raise UsdenoiseError(f"{where}: --self-supervised nb2nb with ss_stride "
+                             f"{config.ss_stride} needs --crop of at least "
+                             f"{16 * config.ss_stride} (sub-images of crop/(2·stride) >= 8 px),"
+                             f" got {config.crop}")
 
 
 def _check_types(config: TrainConfig, *, where: str) -> None:

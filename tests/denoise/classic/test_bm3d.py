@@ -62,6 +62,7 @@ def test_plain_route_is_the_package_call() -> None:
 def test_log_route_matches_the_formula(bias: str) -> None:
     y = speckled_flat(64, seed=1).astype(np.float32).astype(np.float64)
     y[20:40, 20:40] *= 1.6
+    y = (y / y.max()).astype(np.float32).astype(np.float64)  # denoisers take [0, 1] only
     sigma = 0.2
     import bm3d
 
@@ -164,3 +165,72 @@ def test_noise_estimate_matches_skimage_and_ignores_black_background() -> None:
     half_black[:, :64] = 0.0
     assert abs(estimate_noise_sigma(half_black) - 0.1) < 0.01  # skimage's gives about 0.06
     assert estimate_noise_sigma(np.full((32, 32), 0.3)) == 0.0
+
+
+# ---- noise level from the native speckle estimate (noise="psd", the default) ----------------
+
+
+def physics_flat(size: int = 64, sigma: float = 0.1, seed: int = 0) -> torch.Tensor:
+    from usdenoise.noise.speckle import Physics
+
+    model = Physics(sigma, axial_sigma=1.5, lateral_sigma=2.5)
+    return model(torch.full((1, 1, size, size), 0.5), generator=torch.Generator().manual_seed(seed))
+
+
+@needs_bm3d
+def test_psd_default_passes_the_estimated_psd(monkeypatch) -> None:
+    import bm3d
+
+    from usdenoise.noise.estimate import estimate_speckle, measure_patches
+
+    y = physics_flat().double()[0, 0].numpy()
+    seen = []
+    real = bm3d.bm3d
+
+    def spy(z, noise, profile="np"):
+        seen.append(np.asarray(noise))
+        return real(z, noise, profile=profile)
+
+    monkeypatch.setattr(bm3d, "bm3d", spy)
+    out = BM3D().denoise(torch.from_numpy(y).float()[None, None])
+    e = estimate_speckle(np.clip(y.astype(np.float32).astype(np.float64), 0, 1))
+    z = np.log(y.astype(np.float32).astype(np.float64) + LOG_OFFSET)
+    expected = measure_patches(z, e.positions, patch=e.patch).noise_psd(z.shape)
+    assert seen[0].shape == y.shape
+    np.testing.assert_allclose(seen[0], expected, rtol=1e-5)
+    assert float(out.var()) < 0.3 * y.var()
+
+
+@needs_bm3d
+def test_psd_beats_the_white_estimate_on_correlated_speckle() -> None:
+    y = physics_flat(seed=1)
+    psd = BM3D().denoise(y)
+    white = BM3D(noise="white").denoise(y)
+    # the finest-band MAD underrates correlated speckle, so the white run keeps more of it
+    assert float(psd.var()) < float(white.var())
+
+
+@needs_bm3d
+@pytest.mark.parametrize("noise", ["psd", "white"])
+def test_no_noise_warns_and_returns_the_input(noise: str) -> None:
+    x = torch.full((1, 1, 48, 48), 0.4)
+    with pytest.warns(UserWarning, match="bm3d: .*below"):
+        out = BM3D(noise=noise).denoise(x)
+    torch.testing.assert_close(out, x, atol=1e-6, rtol=0)
+
+
+@needs_bm3d
+def test_explicit_sigma_skips_the_estimate(monkeypatch) -> None:
+    import usdenoise.denoise.classic.bm3d as module
+
+    def boom(*args, **kwargs):
+        raise AssertionError("estimate_speckle called")
+
+    monkeypatch.setattr(module, "estimate_speckle", boom)
+    out = BM3D(sigma=0.1).denoise(physics_flat(32))
+    assert out.shape == (1, 1, 32, 32)
+
+
+def test_bad_noise_option() -> None:
+    with pytest.raises(UsdenoiseError, match="bm3d"):
+        BM3D(noise="pink")

@@ -85,3 +85,37 @@ def test_bad_parameters(params) -> None:
 def test_too_small_image() -> None:
     with pytest.raises(UsdenoiseError, match="smaller"):
         NonLocalMeans(patch_size=7).denoise(torch.rand(1, 1, 5, 5))
+
+
+def physics_flat(size: int = 64, sigma: float = 0.1, seed: int = 0) -> np.ndarray:
+    from usdenoise.noise.speckle import Physics
+
+    model = Physics(sigma, axial_sigma=1.5, lateral_sigma=2.5)
+    y = model(torch.full((1, 1, size, size), 0.5), generator=torch.Generator().manual_seed(seed))
+    return y[0, 0].double().numpy()
+
+
+def test_default_sigma_is_the_speckle_estimate_level() -> None:
+    from usdenoise.noise.estimate import estimate_speckle
+
+    y = physics_flat()
+    level = estimate_speckle(y).level
+    assert level == pytest.approx(0.1, rel=0.2)
+    ref = denoise_nl_means(y, patch_size=5, patch_distance=6, h=0.8 * level, sigma=level)
+    out = NonLocalMeans().denoise(as_tensor(y))[0, 0].numpy()
+    np.testing.assert_allclose(out, np.clip(ref, 0, 1), atol=1e-5)
+
+
+def test_wavelet_option_is_the_old_estimate() -> None:
+    y = physics_flat(seed=1)
+    sigma = float(estimate_sigma(y))
+    ref = denoise_nl_means(y, patch_size=5, patch_distance=6, h=0.8 * sigma, sigma=sigma)
+    out = NonLocalMeans(noise="wavelet").denoise(as_tensor(y))[0, 0].numpy()
+    np.testing.assert_allclose(out, np.clip(ref, 0, 1), atol=1e-5)
+
+
+def test_no_noise_warns() -> None:
+    x = torch.full((1, 1, 32, 32), 0.6)
+    with pytest.warns(UserWarning, match="nlm: .*below"):
+        out = NonLocalMeans().denoise(x)
+    torch.testing.assert_close(out, x, atol=1e-6, rtol=0)

@@ -168,3 +168,30 @@ def test_bad_parameters(params) -> None:
 def test_too_small_image() -> None:
     with pytest.raises(UsdenoiseError, match="smaller"):
         OBNLM().denoise(torch.rand(1, 1, 8, 8))
+
+
+def physics_flat(size: int = 64, sigma: float = 0.1, seed: int = 0) -> torch.Tensor:
+    from usdenoise.noise.speckle import Physics
+
+    model = Physics(sigma, axial_sigma=1.5, lateral_sigma=2.5)
+    return model(torch.full((1, 1, size, size), 0.5), generator=torch.Generator().manual_seed(seed))
+
+
+def test_default_h_comes_from_the_speckle_estimate() -> None:
+    from usdenoise.denoise.classic.obnlm import stabilise
+    from usdenoise.noise.estimate import estimate_speckle, measure_patches
+
+    y = physics_flat()
+    u = y[0, 0].double().numpy() * 255.0
+    e = estimate_speckle(y[0, 0].double().numpy())
+    sigma = measure_patches(stabilise(u, 0.5), e.positions, patch=e.patch).level
+    expected = OBNLM(h=float(np.sqrt(2.0) * sigma)).denoise(y)
+    torch.testing.assert_close(OBNLM().denoise(y), expected, atol=1e-5, rtol=0)
+    assert float(OBNLM().denoise(y).var()) < 0.5 * float(y.var())
+
+
+def test_no_noise_warns() -> None:
+    x = torch.full((1, 1, 32, 32), 0.35)
+    with pytest.warns(UserWarning, match="obnlm: .*below"):
+        out = OBNLM().denoise(x)
+    torch.testing.assert_close(out, x, atol=1e-6, rtol=0)

@@ -13,11 +13,17 @@ output to the mean of the input (exact for any unit-mean multiplicative noise),
 `"lognormal"` multiplies by exp(sigma^2 / 2) (exact for log-normal noise), `"off"` skips it.
 `route="plain"` runs BM3D on the intensities (additive-noise assumption).
 
-sigma, when not given, is estimated per image as the median absolute deviation of the
-finest diagonal wavelet band divided by 0.6745 (`skimage.restoration.estimate_sigma`).
-The default `np` profile ("normal profile") takes a scalar sigma (white noise); `vn` and
-`high` do too; `refilter` raises a shape error with a scalar sigma in bm3d 4.0.3, so it is
-not offered.
+The noise, when `sigma` is not given, is estimated per image. `noise="psd"` (default):
+native speckle is spatially correlated (a grain of several pixels), so
+`usdenoise.noise.estimate.estimate_speckle` finds the homogeneous patches of the displayed
+image and the residual power spectrum of those patches in the domain BM3D works in (the log
+image for route=log) is passed as `sigma_psd` (correlated-noise BM3D, Mäkinen, Azzari & Foi,
+IEEE TIP 29, 2020). Without homogeneous patches it falls back to the white estimate with a
+warning. `noise="white"` (the old behaviour): a scalar sigma, the median absolute deviation
+of the finest diagonal wavelet band divided by 0.6745 (`skimage.restoration.estimate_sigma`).
+An estimated level below `MIN_LEVEL` (1e-3) warns and returns the input unchanged.
+The `np`, `vn` and `high` profiles take a scalar sigma or a PSD; `refilter` raises a shape
+error with a scalar sigma in bm3d 4.0.3, so it is not offered.
 Images are processed one by one; the package's own time dominates (see
 benchmarks/classic_speed_nonlocal.py).
 
@@ -27,15 +33,44 @@ The `bm3d` package is free for non-commercial use only; it is the optional extra
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numpy as np
 import torch
 
 from usdenoise.core.errors import optional_import
 from usdenoise.core.params import Param
 from usdenoise.denoise.base import Denoiser
+from usdenoise.noise.estimate import SpeckleEstimate, estimate_speckle, measure_patches
 
 #: added before the log so that black pixels stay finite (one 8-bit grey level)
 LOG_OFFSET = 1.0 / 255.0
+#: an estimated noise level below this is "no noise": the filter warns and returns its input
+MIN_LEVEL = 1e-3
+
+
+def speckle_estimate(method: str, image: np.ndarray) -> SpeckleEstimate | None:
+    """`estimate_speckle` of a displayed image in [0, 1]; None (with a warning naming
+    `method`) when it finds no homogeneous patches."""
+    estimate = estimate_speckle(np.clip(image, 0.0, 1.0))
+    if not estimate.found:
+        warnings.warn(
+            f"{method}: the speckle estimate found no homogeneous patches ({estimate.reason}); "
+            "using the white wavelet noise estimate instead",
+            stacklevel=3,
+        )
+        return None
+    return estimate
+
+
+def warn_no_noise(method: str, what: str, level: float) -> None:
+    """Warn that an estimated level is too small to filter (the input comes back)."""
+    warnings.warn(
+        f"{method}: the {what} noise level {level:.3g} is below {MIN_LEVEL:g}; "
+        "returning the input unchanged",
+        stacklevel=3,
+    )
 
 
 def estimate_noise_sigma(image: np.ndarray) -> float:
@@ -73,11 +108,20 @@ class BM3D(Denoiser):
             "sigma",
             None,
             "noise standard deviation in the domain BM3D works in (log domain for "
-            "route=log, intensities in [0, 1] for route=plain); None estimates it per image",
+            "route=log, intensities in [0, 1] for route=plain); None estimates the noise per "
+            "image (see noise)",
             kind=float,
             low=0.0,
             high=5.0,
             allow_none=True,
+        ),
+        Param(
+            "noise",
+            "psd",
+            "when sigma is None: psd (correlated-noise PSD from the homogeneous patches, "
+            "usdenoise.noise.estimate) or white (scalar wavelet MAD sigma, the old default)",
+            kind=str,
+            choices=("psd", "white"),
         ),
         Param(
             "bias_correction",
@@ -104,12 +148,13 @@ class BM3D(Denoiser):
         return torch.from_numpy(out).to(x.device, torch.float32).unsqueeze(1)
 
     def _one(self, bm3d, y: np.ndarray) -> np.ndarray:
+        z = y if self.route == "plain" else np.log(y + LOG_OFFSET)
+        noise, sigma = self._noise(y, z)
+        if noise is None:
+            return y
         if self.route == "plain":
-            sigma = estimate_noise_sigma(y) if self.sigma is None else self.sigma
-            return self._run(bm3d, y, sigma)
-        z = np.log(y + LOG_OFFSET)
-        sigma = estimate_noise_sigma(z) if self.sigma is None else self.sigma
-        est = np.exp(self._run(bm3d, z, sigma))
+            return self._run(bm3d, z, noise)
+        est = np.exp(self._run(bm3d, z, noise))
         if self.bias_correction == "lognormal":
             est *= np.exp(0.5 * sigma * sigma)
         est -= LOG_OFFSET
@@ -119,7 +164,45 @@ class BM3D(Denoiser):
                 est *= y.mean() / mean
         return est
 
-    def _run(self, bm3d, z: np.ndarray, sigma: float) -> np.ndarray:
-        if sigma <= 0.0:
-            return z  # nothing to remove (a constant image, or sigma=0 given)
-        return np.asarray(bm3d.bm3d(z, sigma, profile=self.profile), dtype=np.float64)
+    def _noise(self, y: np.ndarray, z: np.ndarray) -> tuple[float | np.ndarray | None, float]:
+        """(sigma or PSD for bm3d, or None for "return the input"; the level in z's domain)."""
+        if self.sigma is not None:
+            return self.sigma, self.sigma
+        if self.noise == "psd":
+            estimate = speckle_estimate(self.name, y)
+            if estimate is not None:
+                if self.route == "log":
+                    estimate = measure_patches(z, estimate.positions, patch=estimate.patch)
+                level = float(estimate.level or 0.0)
+                psd = estimate.noise_psd(z.shape)
+                if level < MIN_LEVEL or psd is None:
+                    warn_no_noise(self.name, "speckle-estimate", level)
+                    return None, 0.0
+                return psd, level
+        sigma = estimate_noise_sigma(z)
+        if sigma < MIN_LEVEL:
+            warn_no_noise(self.name, "wavelet-estimate", sigma)
+            return None, 0.0
+        return sigma, sigma
+
+    def _run(self, bm3d, z: np.ndarray, noise: float | np.ndarray) -> np.ndarray:
+        if np.ndim(noise) == 0:
+            if float(noise) <= 0.0:
+                return z  # nothing to remove (sigma=0 given)
+            return np.asarray(bm3d.bm3d(z, noise, profile=self.profile), dtype=np.float64)
+        with _numpy_trapz():
+            return np.asarray(bm3d.bm3d(z, noise, profile=self.profile), dtype=np.float64)
+
+
+@contextlib.contextmanager
+def _numpy_trapz():
+    """bm4d 4.2 (used by bm3d 4.0.3 for a PSD) calls `np.trapz`, which NumPy 2.4 removed;
+    alias it to `np.trapezoid` (same function) for the call only."""
+    if hasattr(np, "trapz"):
+        yield
+        return
+    np.trapz = np.trapezoid
+    try:
+        yield
+    finally:
+        del np.trapz

@@ -22,10 +22,14 @@ is a `conv_transpose2d` of the normalised weights with a box kernel, so the work
 O(offsets x pixels) tensor operations with no Python loop over pixels or blocks.
 
 Intensities are scaled to [0, 255] inside (the scale of the paper, where h is quoted).
-`h=None` estimates it from the image: sigma is the noise level of the model, measured as
-the MAD-of-the-finest-wavelet-band estimate on the variance-stabilised image
-u^(1 - gamma) / (1 - gamma) (log u for gamma = 1), and h = h_factor * sqrt(2) * sigma
-(the expected Pearson distance between two noisy copies of one block is 2 sigma^2).
+`h=None` estimates it from the image: sigma is the noise level of the model, the std of the
+variance-stabilised image u^(1 - gamma) / (1 - gamma) (log u for gamma = 1) measured with
+`noise="speckle"` (default) in the homogeneous patches that
+`usdenoise.noise.estimate.estimate_speckle` finds on the displayed image (correlated grain
+included; falls back to the wavelet estimate with a warning without such patches), or with
+`noise="wavelet"` (the old default) as the MAD of its finest wavelet band; h = h_factor *
+sqrt(2) * sigma (the expected Pearson distance between two noisy copies of one block is
+2 sigma^2). An estimated sigma below 1e-3 (on the 0-255 scale) warns and returns the input.
 """
 
 from __future__ import annotations
@@ -39,7 +43,13 @@ import torch.nn.functional as F
 from usdenoise.core.errors import UsdenoiseError
 from usdenoise.core.params import Param
 from usdenoise.denoise.base import Denoiser
-from usdenoise.denoise.classic.bm3d import estimate_noise_sigma
+from usdenoise.denoise.classic.bm3d import (
+    MIN_LEVEL,
+    estimate_noise_sigma,
+    speckle_estimate,
+    warn_no_noise,
+)
+from usdenoise.noise.estimate import measure_patches
 
 SCALE = 255.0
 _EPS = 1e-6
@@ -78,6 +88,14 @@ class OBNLM(Denoiser):
         ),
         Param("h_factor", 1.0, "multiplies the estimated h (when h is None)", low=1e-3, high=100.0),
         Param(
+            "noise",
+            "speckle",
+            "how sigma is estimated when h is None: speckle (homogeneous patches, "
+            "usdenoise.noise.estimate) or wavelet (finest-band MAD, the old default)",
+            kind=str,
+            choices=("speckle", "wavelet"),
+        ),
+        Param(
             "mean_ratio",
             0.95,
             "block pre-selection: lower bound of the mean ratio (0 = off)",
@@ -112,7 +130,9 @@ class OBNLM(Denoiser):
         if self.h is not None:
             h = self.h
         else:
-            sigma = estimate_model_sigma(u[0, 0].cpu().double().numpy(), self.gamma)
+            sigma = self._sigma(u[0, 0].cpu().double().numpy())
+            if sigma is None:
+                return u / SCALE
             h = self.h_factor * math.sqrt(2.0) * sigma
         if h <= 0.0:
             return u / SCALE
@@ -176,3 +196,20 @@ class OBNLM(Denoiser):
             total += spread[:, 0].mul_(row(p, dy, qh, qw)).sum(dim=0)
         out = (total / count)[a : a + hh, a : a + ww][:height, :width]
         return (out / SCALE)[None, None]
+
+    def _sigma(self, u: np.ndarray) -> float | None:
+        """Model sigma of u (0-255 scale), or None (after a warning) when it is too small."""
+        what, sigma = "wavelet-estimate", None
+        if self.noise == "speckle":
+            estimate = speckle_estimate(self.name, u / SCALE)
+            if estimate is not None:
+                measured = measure_patches(
+                    stabilise(u, self.gamma), estimate.positions, patch=estimate.patch
+                )
+                what, sigma = "speckle-estimate", float(measured.level or 0.0)
+        if sigma is None:
+            sigma = estimate_model_sigma(u, self.gamma)
+        if sigma < MIN_LEVEL:
+            warn_no_noise(self.name, what, sigma)
+            return None
+        return sigma

@@ -14,13 +14,28 @@ from usdenoise.losses import parse_loss
 from usdenoise.metrics import psnr, ssim
 from usdenoise.models import build_network
 from usdenoise.noise import make_noise
+from usdenoise.noise.level import (
+    LEVEL_SCALE,
+    TILE,
+    added_level,
+    correlated_noise,
+    estimate_level,
+    level_map,
+)
 from usdenoise.segmentation.pipeline import missing_masks
 from usdenoise.training.config import TrainConfig
 from usdenoise.training.distributed import World
 
 
 class DenoiseTask:
-    """Clean crop -> speckled input; the target is the clean crop."""
+    """Clean crop -> speckled input; the target is the clean crop.
+
+    With `native` > 0 that share of the samples is trained on the speckle the image itself
+    carries instead (recorruption, `TrainConfig.native`). A level-conditioned network
+    (`level_input`) gets the level map as a second input channel: the level of the added
+    speckle for training pairs, the level the input shows for recorrupted ones
+    (`usdenoise.noise.level`).
+    """
 
     name = "denoise"
     keys = ("image",)  # sample entries the loader keeps
@@ -30,6 +45,8 @@ class DenoiseTask:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.noise = make_noise(config.noise)
+        self.level_input = bool(config.model.get("level_input", False))
+        self.levels_seen: list[float] = []  # min and max of the levels trained on
 
     def build_model(self) -> nn.Module:
         return build_network(self.config.arch, self.config.preset, **self.config.model)
@@ -62,8 +79,44 @@ class DenoiseTask:
         return {"mask": batch["mask"].to(device, non_blocking=True)}
 
     def checkpoint_meta(self) -> dict[str, Any]:
-        """Extra entries for the checkpoint's `meta`."""
-        return {}
+        """Extra entries for the checkpoint's `meta`: the level scale and trained range."""
+        if not self.level_input:
+            return {}
+        return {"level": {"scale": LEVEL_SCALE, "tile": TILE, "range": self.levels_seen or None}}
+
+    def _with_level(self, noisy: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        low, high = float(level.min()), float(level.max())
+        seen = self.levels_seen
+        self.levels_seen = [min(low, seen[0]), max(high, seen[1])] if seen else [low, high]
+        return torch.cat([noisy, level_map(level, noisy)], dim=1)
+
+    def _pairs(self, clean: torch.Tensor, generator: torch.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input, target) for a global batch: added speckle, or recorrupted native speckle."""
+        noisy = self.noise(clean, generator=generator)
+        target = clean
+        if self.level_input:
+            level = added_level(estimate_level(noisy), estimate_level(clean))
+        if self.config.native > 0:  # drawn only then: seeded runs without it reproduce
+            draw = torch.rand(clean.shape[0], generator=generator, device=generator.device)
+            native = (draw < self.config.native).to(clean.device)
+        else:
+            native = torch.zeros(clean.shape[0], dtype=torch.bool, device=clean.device)
+        if bool(native.any()):
+            c = self.config
+            shown = estimate_level(clean[native])
+            n = correlated_noise(tuple(clean[native].shape), axial=c.native_axial,
+                                 lateral=c.native_lateral, generator=generator,
+                                 device=clean.device) * shown.view(-1, 1, 1, 1)
+            noisy, target = noisy.clone(), clean.clone()
+            noisy[native] = (clean[native] + c.native_alpha * n).clamp(0, 1)
+            target[native] = clean[native] - n / c.native_alpha
+            if self.level_input:
+                level = level.clone()
+                level[native] = estimate_level(noisy[native])
+        if self.level_input:
+            noisy = self._with_level(noisy, level)
+        return noisy, target
 
     def batch(
         self, batch: dict[str, torch.Tensor], generator: torch.Generator, world: World
@@ -76,10 +129,11 @@ class DenoiseTask:
         """
         clean = batch["image"].to(generator.device, non_blocking=True)
         if world.size == 1:
-            return self.noise(clean, generator=generator), clean
+            return self._pairs(clean, generator)
         full = torch.zeros((clean.shape[0] * world.size, *clean.shape[1:]), device=clean.device)
         full[world.rank :: world.size] = clean
-        return self.noise(full, generator=generator)[world.rank :: world.size], clean
+        noisy, target = self._pairs(full, generator)
+        return noisy[world.rank :: world.size], target[world.rank :: world.size]
 
     def validation_batch(
         self, batch: dict[str, torch.Tensor], device: torch.device
@@ -91,6 +145,9 @@ class DenoiseTask:
             g = torch.Generator(device=device).manual_seed(
                 derive_seed(self.config.seed, SeedPurpose.VALIDATION_NOISE, index))
             noisy[row : row + 1] = self.noise(clean[row : row + 1], generator=g)
+        if self.level_input:
+            level = added_level(estimate_level(noisy), estimate_level(clean))
+            noisy = self._with_level(noisy, level)
         return noisy, clean
 
     def measure(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -1,0 +1,123 @@
+"""Self-supervised vs supervised training of the same network on the physics-speckle phantom.
+
+    nice -n 19 .venv/bin/python benchmarks/selfsupervised_phantom.py [--epochs 6] [--limit 20]
+        [--methods r2r,nb2nb] [--work benchmarks/results/selfsupervised_phantom]
+
+1. `usdenoise simulate phantom:200 --size 128 --noise physics:0.1 --seed 0 --out WORK/sim`:
+   the noisy phantoms, made ONCE (clean/ kept only for scoring).
+2. Supervised: `usdenoise train phantom:200 --size 128 --noise physics:0.1 --arch diconvae
+   --preset fast --loss l2` (clean images, fresh speckle every step: the usual training;
+   the same mean squared error the self-supervised methods use).
+3. Self-supervised: `usdenoise train folder:WORK/sim/noisy --size 128 --arch diconvae
+   --preset fast --self-supervised METHOD` (the noisy images only; r2r's speckle statistics
+   estimated from them).
+All runs: the same `--epochs`, `--limit` (batches per epoch), `--batch-size 16`, `--crop 96`,
+seed 0, CPU. The test split (the same 30 ids for both data specs: ids and subjects agree)
+is denoised whole (128 x 128) through `make_denoiser("network", checkpoint=...)` and scored
+against clean/. Prints a table and writes benchmarks/results/selfsupervised_phantom.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from usdenoise.denoise import make_denoiser
+from usdenoise.io import read_image
+from usdenoise.metrics import psnr, ssim
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import RESULTS, machine, write_json  # noqa: E402
+
+NOISE = "physics:0.1"
+DATA = "phantom:200"
+SIZE = 128
+
+
+def usdenoise(*args: str) -> float:
+    """Run the CLI; returns the wall time in seconds."""
+    command = [sys.executable, "-m", "usdenoise", *args]
+    print("$ usdenoise " + " ".join(args), flush=True)
+    started = time.perf_counter()
+    subprocess.run(command, check=True)
+    return time.perf_counter() - started
+
+
+def test_ids(run: Path) -> list[str]:
+    return list(json.loads((run / "splits.json").read_text())["splits"]["test"]["ids"])
+
+
+def score(checkpoint: Path, sim: Path, ids: list[str]) -> dict[str, float]:
+    net = make_denoiser("network", checkpoint=str(checkpoint), device="cpu")
+    values = {"psnr": [], "ssim": [], "input_psnr": []}
+    for image_id in ids:
+        noisy = read_image(sim / "noisy" / f"{image_id}.png")[None]
+        clean = read_image(sim / "clean" / f"{image_id}.png")[None]
+        out = net.denoise(noisy).float().clamp(0, 1)
+        values["psnr"].append(float(psnr(out, clean)))
+        values["ssim"].append(float(ssim(out, clean)))
+        values["input_psnr"].append(float(psnr(noisy, clean)))
+    return {k: round(sum(v) / len(v), 3) for k, v in values.items()}
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--limit", type=int, default=20, help="batches per epoch")
+    parser.add_argument("--methods", default="r2r,nb2nb")
+    parser.add_argument("--work", type=Path, default=RESULTS / "selfsupervised_phantom")
+    args = parser.parse_args()
+    work: Path = args.work
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    sim = work / "sim"
+    usdenoise("simulate", DATA, "--size", str(SIZE), "--noise", NOISE, "--seed", "0",
+              "--out", str(sim))
+    common = ["--size", str(SIZE), "--arch", "diconvae", "--preset", "fast",
+              "--epochs", str(args.epochs), "--limit", str(args.limit), "--batch-size", "16",
+              "--crop", "96", "--device", "cpu", "--seed", "0", "--no-progress"]
+    runs: dict[str, dict] = {}
+    seconds = usdenoise("train", DATA, "--noise", NOISE, "--loss", "l2", *common,
+                        "--out", str(work / "sup"))
+    runs["supervised"] = {"run": work / "sup", "seconds": round(seconds, 1),
+                          "command": f"usdenoise train {DATA} --noise {NOISE} --loss l2 "
+                                     + " ".join(common)}
+    for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
+        seconds = usdenoise("train", f"folder:{sim / 'noisy'}", "--self-supervised", method,
+                            *common, "--out", str(work / method))
+        runs[method] = {"run": work / method, "seconds": round(seconds, 1),
+                        "command": f"usdenoise train folder:SIM/noisy --self-supervised "
+                                   f"{method} " + " ".join(common)}
+    ids = test_ids(work / "sup")
+    for name, entry in runs.items():
+        if sorted(test_ids(entry["run"])) != sorted(ids):
+            raise SystemExit(f"{name}: its test split differs from the supervised run's")
+        entry.update(score(entry["run"] / "model_best.safetensors", sim, ids))
+        meta = json.loads((entry["run"] / "model_best.json").read_text())
+        entry["speckle_estimate"] = meta.get("meta", meta).get("self_supervised")
+        entry["run"] = str(entry["run"])
+    base = runs["supervised"]["psnr"]
+    print(f"\ntest split: {len(ids)} phantoms {SIZE}x{SIZE}, {NOISE}; input PSNR "
+          f"{runs['supervised']['input_psnr']:.2f} dB")
+    print(f"{'training':<12} {'PSNR dB':>8} {'SSIM':>6} {'gap dB':>7} {'train s':>8}")
+    for name, entry in runs.items():
+        entry["gap_db"] = round(entry["psnr"] - base, 3)
+        print(f"{name:<12} {entry['psnr']:8.2f} {entry['ssim']:6.3f} {entry['gap_db']:7.2f} "
+              f"{entry['seconds']:8.1f}")
+    write_json(RESULTS / "selfsupervised_phantom.json",
+               {"data": DATA, "size": SIZE, "noise": NOISE, "epochs": args.epochs,
+                "limit": args.limit, "test_images": len(ids), "runs": runs,
+                "machine": machine(), "target": "self-supervised within 1.0 dB of supervised"})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,359 @@
+"""The "selfsupervised" training task: a denoiser learnt from noisy scans alone.
+
+The images of the data set are the noisy scans (`folder:my_scans`, noise `none`); with a
+noise spec (`phantom --noise physics:0.1`) each clean image is speckled ONCE, seeded by its
+index, and the clean image is kept only to report validation PSNR/SSIM. Both methods suit
+the displayed B-mode, where log compression has made speckle roughly additive, spatially
+correlated over the PSF and of one level:
+
+* `r2r`, Recorrupted-to-Recorrupted (Pang, Zheng, Quan, Ji, "Recorrupted-to-Recorrupted:
+  Unsupervised Deep Learning for Image Denoising", CVPR 2021): input `y + α·n`, target
+  `y − n/α`, with `n` Gaussian noise of the speckle's covariance. For Gaussian speckle of
+  covariance Σ the two corruptions are independent, so the mean squared error to the target
+  equals, up to a constant, the supervised error of denoising `y + α·n` (noise covariance
+  (1+α²)Σ). `n` has exactly the covariance of log-compressed fully developed speckle from a
+  Gaussian PSF of widths `axial` x `lateral` (`log_speckle_correlation`), level `ss_level`;
+  unset statistics are estimated from the images.
+* `nb2nb`, Neighbor2Neighbor (Huang, Li, Jia, Lu, Liu, "Neighbor2Neighbor: Self-Supervised
+  Denoising from Single Noisy Images", CVPR 2021) on cells of `ss_stride` pixels: the image
+  is read as the `stride²` sub-lattices `y[r::s, c::s]` (on which speckle of grain below `s`
+  is nearly white), and each 2x2 block of cells gives two neighbouring cells, one to each of
+  the sub-images g1, g2. Loss `‖f(g1) − g2‖² + γ‖f(g1) − g2 − (g1(f(y)) − g2(f(y)))‖²`,
+  with `f(y)` computed without gradient (the regulariser of the paper, constant γ).
+
+`batch` returns the noisy crop as input and a dict as target (the draws: `noise` for r2r,
+`choice` for nb2nb; `clean` when known); the loop calls this task's `loss_fn(forward, x,
+target)` instead of `loss(net(x), target)`. Validation: the same loss with draws fixed per
+image, plus PSNR/SSIM of `f(y)` against the clean image when there is one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from usdenoise.core.errors import UsdenoiseError
+from usdenoise.core.seeding import SeedPurpose, derive_seed
+from usdenoise.data import load_dataset
+from usdenoise.metrics import psnr, ssim
+from usdenoise.models import build_network
+from usdenoise.noise import make_noise
+from usdenoise.training.config import TrainConfig
+from usdenoise.training.distributed import World
+
+#: fewest images a folder needs: splits 70/15/15 give at least 2 train, 1 val, 1 test
+MIN_IMAGES = 4
+#: images the speckle statistics are estimated from (median over them)
+ESTIMATE_IMAGES = 16
+#: extra seed part of the fixed per-image draws (validation recorruption, simulated speckle)
+_VAL_DRAW, _SIMULATED = 1, 2
+
+
+# ---------------------------------------------------------------------------------------------
+# speckle statistics
+
+
+@dataclass(frozen=True)
+class SpeckleStats:
+    """Level (display std) and PSF widths (pixels) of the speckle R2R recorrupts with."""
+
+    sigma: float
+    axial_sigma: float
+    lateral_sigma: float
+
+
+def estimate_speckle_standin(image: torch.Tensor, *, tile: int = 16) -> SpeckleStats:
+    """A simple stand-in for `usdenoise.noise.estimate.estimate_speckle` (same meaning).
+
+    TODO: swap for `usdenoise.noise.estimate.estimate_speckle` once that module exists.
+    Level: median std of `tile` x `tile` tiles with mean in (0.15, 0.85) (no clipping).
+    Widths: lag-1 correlation of the tile residuals along each axis, inverted through
+    `log_speckle_correlation`.
+    """
+    x = image.double().reshape(-1, *image.shape[-2:])[0]
+    h, w = (x.shape[0] // tile) * tile, (x.shape[1] // tile) * tile
+    if h == 0 or w == 0:
+        raise UsdenoiseError(f"speckle estimate: image {tuple(x.shape)} is smaller than "
+                             f"{tile}x{tile}")
+    tiles = x[:h, :w].reshape(h // tile, tile, w // tile, tile).permute(0, 2, 1, 3)
+    tiles = tiles.reshape(-1, tile, tile)
+    means = tiles.mean(dim=(1, 2))
+    keep = (means > 0.15) & (means < 0.85)
+    if int(keep.sum()) < 2:
+        keep = torch.ones_like(keep)
+    stds = tiles[keep].std(dim=(1, 2))
+    order = stds.argsort()[: max(1, len(stds) // 2)]  # the calmer half: no edges
+    res = tiles[keep][order]
+    res = res - res.mean(dim=(1, 2), keepdim=True)
+    power = res.square().sum().clamp_min(1e-12)
+    rho_axial = float((res[:, 1:, :] * res[:, :-1, :]).sum() / power)
+    rho_lateral = float((res[:, :, 1:] * res[:, :, :-1]).sum() / power)
+    return SpeckleStats(float(stds.median()), _width_for(rho_axial), _width_for(rho_lateral))
+
+
+def _width_for(rho: float) -> float:
+    """PSF width whose log-speckle lag-1 correlation is `rho` (bisection)."""
+    if rho <= 0.01:
+        return 0.0
+    low, high = 0.05, 20.0
+    for _ in range(50):
+        mid = 0.5 * (low + high)
+        if float(log_speckle_correlation(torch.tensor([1.0]), mid)) < rho:
+            low = mid
+        else:
+            high = mid
+    return 0.5 * (low + high)
+
+
+def dilog(x: torch.Tensor) -> torch.Tensor:
+    """Li2(x) for x in [0, 1] (series below 1/2, Euler's reflection above)."""
+    x = x.double().clamp(0.0, 1.0)
+    k = torch.arange(1, 60, dtype=torch.float64, device=x.device)
+
+    def series(v: torch.Tensor) -> torch.Tensor:
+        return (v[..., None] ** k / k.square()).sum(-1)
+
+    high = x > 0.5
+    low_part = series(torch.where(high, torch.zeros_like(x), x))
+    y = torch.where(high, 1.0 - x, torch.zeros_like(x))
+    reflected = (math.pi**2 / 6 - torch.log(x.clamp_min(1e-300)) * torch.log(y.clamp_min(1e-300))
+                 - series(y))
+    return torch.where(high, reflected, low_part)
+
+
+def log_speckle_correlation(lag2: torch.Tensor, width: float) -> torch.Tensor:
+    """Correlation of log-compressed speckle at squared lag `lag2` (in units of pixels²) for
+    a Gaussian PSF of `width` px along that axis: the intensity correlation of fully developed
+    speckle is |μ|² = exp(−d²/2w²) and the log turns it into 6/π²·Li2(|μ|²)."""
+    if width <= 0:
+        return (lag2 == 0).double()
+    return dilog(torch.exp(-lag2.double() / (2 * width**2))) * (6 / math.pi**2)
+
+
+def correlation_kernel(shape: tuple[int, int], axial: float, lateral: float) -> torch.Tensor:
+    """The speckle correlation on a periodic (H, W) grid of lags (rows: depth)."""
+    h, w = shape
+    dz = torch.arange(h, dtype=torch.float64)
+    dx = torch.arange(w, dtype=torch.float64)
+    dz, dx = torch.minimum(dz, h - dz), torch.minimum(dx, w - dx)
+    if axial <= 0 or lateral <= 0:  # separable limits: white along an axis
+        cz = (dz == 0).double() if axial <= 0 else torch.exp(-dz**2 / (2 * axial**2))
+        cx = (dx == 0).double() if lateral <= 0 else torch.exp(-dx**2 / (2 * lateral**2))
+        return dilog(cz[:, None] * cx[None, :]) * (6 / math.pi**2)
+    mu2 = torch.exp(-dz[:, None] ** 2 / (2 * axial**2) - dx[None, :] ** 2 / (2 * lateral**2))
+    return dilog(mu2) * (6 / math.pi**2)
+
+
+def correlated_noise(shape: tuple[int, ...], stats: SpeckleStats, *,
+                     generator: torch.Generator, device: torch.device | None = None
+                     ) -> torch.Tensor:
+    """Gaussian noise [..., H, W] of std `stats.sigma` and the speckle's correlation.
+
+    White noise is shaped in the Fourier domain by the square root of the correlation's
+    spectrum (a circulant covariance: exact for lags below half the crop).
+    """
+    h, w = shape[-2:]
+    white = torch.randn(shape, generator=generator, device=generator.device,
+                        dtype=torch.float32)
+    kernel = correlation_kernel((h, w), stats.axial_sigma, stats.lateral_sigma)
+    spectrum = torch.fft.fft2(kernel).real.clamp_min(0.0)
+    spectrum = spectrum / spectrum.mean()  # unit variance (also after the clamping)
+    amplitude = spectrum[:, : w // 2 + 1].sqrt().float().to(white.device)
+    noise = torch.fft.irfft2(torch.fft.rfft2(white) * amplitude, s=(h, w))
+    return (noise * stats.sigma).to(device or white.device)
+
+
+def recorrupt(y: torch.Tensor, n: torch.Tensor, alpha: float
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """R2R pair: (y + α·n, y − n/α)."""
+    return y + alpha * n, y - n / alpha
+
+
+# ---------------------------------------------------------------------------------------------
+# Neighbor2Neighbor sub-sampler
+
+#: the 8 ordered pairs of edge-neighbouring cells of a 2x2 block (NB2NB's sampler), as
+#: (row, column) offsets of the cell for g1 and the one for g2
+NEIGHBOUR_PAIRS = (((0, 0), (0, 1)), ((0, 0), (1, 0)), ((0, 1), (0, 0)), ((0, 1), (1, 1)),
+                   ((1, 0), (0, 0)), ((1, 0), (1, 1)), ((1, 1), (0, 1)), ((1, 1), (1, 0)))
+
+
+def cell_lattices(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """[B, C, H, W] -> [B·s², C, H/s, W/s]: the sub-lattices x[r::s, c::s] (H, W cropped)."""
+    b, c, h, w = x.shape
+    h, w = (h // (2 * stride)) * 2 * stride, (w // (2 * stride)) * 2 * stride
+    folded = F.pixel_unshuffle(x[..., :h, :w], stride)  # [B, C·s², H/s, W/s], (c, r, q) order
+    folded = folded.reshape(b, c, stride * stride, h // stride, w // stride)
+    return folded.transpose(1, 2).reshape(b * stride * stride, c, h // stride, w // stride)
+
+
+def neighbour_subsample(x: torch.Tensor, choice: torch.Tensor, stride: int
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(g1, g2) [B·s², C, H/2s, W/2s]: per 2x2 block of s x s cells, the pixel at the same
+    in-cell offset of two edge-neighbouring cells; `choice` [B·s², H/2s, W/2s] in 0..7
+    indexes NEIGHBOUR_PAIRS per block. The two pixels lie exactly `stride` apart."""
+    lattice = cell_lattices(x, stride)  # [N, C, h, w]
+    n, c, h, w = lattice.shape
+    blocks = lattice.reshape(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 2, 4, 3, 5)
+    blocks = blocks.reshape(n, c, h // 2, w // 2, 4)  # cell index 2·row + column
+    pairs = torch.tensor([[2 * a[0] + a[1], 2 * b[0] + b[1]] for a, b in NEIGHBOUR_PAIRS],
+                         device=x.device)
+    picked = pairs[choice.to(x.device).long()]  # [N, h/2, w/2, 2]
+    index = picked[:, None].expand(n, c, h // 2, w // 2, 2)
+    return blocks.gather(-1, index[..., :1])[..., 0], blocks.gather(-1, index[..., 1:])[..., 0]
+
+
+def choice_shape(shape: tuple[int, ...], stride: int) -> tuple[int, int, int]:
+    """Shape of the NB2NB `choice` for a batch shape [B, C, H, W]."""
+    b, _, h, w = shape
+    return b * stride * stride, h // (2 * stride), w // (2 * stride)
+
+
+# ---------------------------------------------------------------------------------------------
+# the task
+
+
+class SimulatedScans(torch.utils.data.Dataset):
+    """Clean images speckled once (seeded by index): `image` noisy, `clean` kept for PSNR."""
+
+    def __init__(self, base: Any, noise: nn.Module, seed: int) -> None:
+        self.base, self.noise, self.seed = base, noise, seed
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = dict(self.base[index])
+        clean = sample["image"].float()
+        g = torch.Generator().manual_seed(
+            derive_seed(self.seed, SeedPurpose.VALIDATION_NOISE, index, _SIMULATED))
+        sample["image"] = self.noise(clean[None], generator=g)[0]
+        sample["clean"] = clean
+        return sample
+
+
+class SelfSupervisedTask:
+    """A denoiser (kind "denoiser", any architecture) trained by r2r or nb2nb on noisy images."""
+
+    name = "selfsupervised"
+    checkpoint_kind = "denoiser"
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.method = config.self_supervised
+        self.simulated = config.noise != "none"
+        self.noise = make_noise(config.noise) if self.simulated else None
+        self.keys = ("image", "clean") if self.simulated else ("image",)
+        self.figures = ("psnr", "ssim") if self.simulated else ()
+        self.stats: SpeckleStats | None = None
+        count = len(load_dataset(config.data, size=config.image_size))
+        if count < MIN_IMAGES:
+            raise UsdenoiseError(f"{config.data}: {count} image{'s' * (count != 1)}; "
+                                 f"--self-supervised needs at least {MIN_IMAGES} (train, "
+                                 "validation and test splits)")
+
+    def build_model(self) -> nn.Module:
+        return build_network(self.config.arch, self.config.preset, **self.config.model)
+
+    def build_loss(self) -> nn.Module:
+        return nn.MSELoss()
+
+    def prepare_dataset(self, dataset: Any, indices: list[int]) -> Any:
+        """Speckle clean images once (with a noise spec); estimate unset r2r statistics."""
+        if self.simulated:
+            dataset = SimulatedScans(dataset, self.noise, self.config.seed)
+        if self.method == "r2r":
+            self.stats = self._statistics(dataset, indices)
+        return dataset
+
+    def _statistics(self, dataset: Any, indices: list[int]) -> SpeckleStats:
+        c = self.config
+        given = (c.ss_level, c.ss_axial, c.ss_lateral)
+        if all(v is not None for v in given):
+            return SpeckleStats(*given)
+        found = [estimate_speckle_standin(dataset[i]["image"])
+                 for i in indices[:ESTIMATE_IMAGES]]
+        median = [float(torch.tensor([getattr(s, k) for s in found]).median())
+                  for k in ("sigma", "axial_sigma", "lateral_sigma")]
+        return SpeckleStats(*(g if g is not None else m for g, m in zip(given, median,
+                                                                         strict=True)))
+
+    def loss_inputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> dict:
+        return {}
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"method": self.method}
+        if self.stats is not None:
+            meta["speckle"] = asdict(self.stats)
+        return {"self_supervised": meta}
+
+    # -- draws -----------------------------------------------------------------------------
+
+    def _draw(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        """The method's random draw for a batch of `shape` [B, C, H, W]."""
+        if self.method == "r2r":
+            return correlated_noise(shape, self.stats, generator=generator)
+        return torch.randint(0, len(NEIGHBOUR_PAIRS), choice_shape(shape, self.config.ss_stride),
+                             generator=generator, device=generator.device)
+
+    def batch(self, batch: dict[str, torch.Tensor], generator: torch.Generator, world: World
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The noisy crop and the draws; under DDP drawn for the global batch (rows kept)."""
+        y = batch["image"].to(generator.device, non_blocking=True)
+        b = y.shape[0]
+        draw = self._draw((b * world.size, *y.shape[1:]), generator)
+        if self.method == "r2r":
+            draw = draw[world.rank :: world.size]
+        else:  # s² choice rows per image
+            per = self.config.ss_stride ** 2
+            rows = draw.reshape(b * world.size, per, *draw.shape[1:])[world.rank :: world.size]
+            draw = rows.reshape(b * per, *draw.shape[1:])
+        return y, self._target(batch, y, draw)
+
+    def validation_batch(self, batch: dict[str, torch.Tensor], device: torch.device
+                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The noisy crop and draws fixed per image (seeded by its index)."""
+        y = batch["image"].to(device, non_blocking=True)
+        draws = []
+        for row, index in enumerate(batch["index"].tolist()):
+            g = torch.Generator(device=device).manual_seed(
+                derive_seed(self.config.seed, SeedPurpose.VALIDATION_NOISE, index, _VAL_DRAW))
+            draws.append(self._draw(tuple(y[row : row + 1].shape), g))
+        return y, self._target(batch, y, torch.cat(draws))
+
+    def _target(self, batch: dict[str, torch.Tensor], y: torch.Tensor, draw: torch.Tensor
+                ) -> dict[str, torch.Tensor]:
+        target = {"noisy": y, ("noise" if self.method == "r2r" else "choice"): draw}
+        if self.simulated:
+            target["clean"] = batch["clean"].to(y.device, non_blocking=True)
+        return target
+
+    # -- loss and figures --------------------------------------------------------------------
+
+    def loss_fn(self, forward: Any, x: torch.Tensor, target: dict[str, torch.Tensor]
+                ) -> torch.Tensor:
+        """The self-supervised loss of the network `forward` on noisy `x` (see module doc)."""
+        if self.method == "r2r":
+            inp, tgt = recorrupt(x, target["noise"].to(x.dtype), self.config.ss_alpha)
+            return F.mse_loss(forward(inp).float(), tgt)
+        stride = self.config.ss_stride
+        g1, g2 = neighbour_subsample(x, target["choice"], stride)
+        out = forward(g1).float()
+        with torch.no_grad():
+            full = forward(x).float()
+        f1, f2 = neighbour_subsample(full, target["choice"], stride)
+        diff = out - g2
+        return F.mse_loss(out, g2) + self.config.ss_gamma * (diff - (f1 - f2)).square().mean()
+
+    def measure(self, output: torch.Tensor, target: dict[str, torch.Tensor]
+                ) -> dict[str, torch.Tensor]:
+        """PSNR/SSIM of the denoised `f(y)` against the clean image, when there is one."""
+        if not self.simulated:
+            return {}
+        output = output.float().clamp(0, 1)
+        return {"psnr": psnr(output, target["clean"]), "ssim": ssim(output, target["clean"])}
