@@ -14,7 +14,7 @@ from usdenoise.core.errors import UsdenoiseError
 from usdenoise.denoise.files import denoise_files, frame_paths, output_path
 from usdenoise.denoise.network import default_weights_path
 from usdenoise.denoise.registry import make_denoiser
-from usdenoise.io import read_frames, write_image
+from usdenoise.io.images import read_frames, write_image
 
 WEIGHTS = default_weights_path()
 
@@ -225,10 +225,10 @@ def test_strict_failure_while_denoising_removes_written_files(
 
     real = module._denoise_one
 
-    def failing(source, target, dicom_as, denoiser=None):
+    def failing(source, target, dicom_as, denoiser=None, **kwargs):
         if source.name == "b16.png":
             raise UsdenoiseError(f"{source}: pixel data is truncated")
-        return real(source, target, dicom_as, denoiser)
+        return real(source, target, dicom_as, denoiser, **kwargs)
 
     monkeypatch.setattr(module, "_denoise_one", failing)
     out = tmp_path / "out"
@@ -307,3 +307,120 @@ def test_default_model_missing_is_a_clear_error(folder: Path, tmp_path: Path, ca
     err = capsys.readouterr().err
     assert "default" in err and "default.safetensors" in err and err.count("\n") == 1
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------- layouts, exit codes
+
+
+def test_metaimage_keeps_the_input_layout(tmp_path: Path) -> None:
+    """A PSFHS `.mha` (one gray image stored as three equal planes) comes back as three
+    planes, an RGB vector image as a vector image, a volume as a volume."""
+    sitk = pytest.importorskip("SimpleITK")
+    a = gradient(24, 20, bits=8, seed=5)
+    cases = {
+        "psfhs.mha": sitk.GetImageFromArray(np.stack([a, a, a])),
+        "vector.mha": sitk.GetImageFromArray(np.stack([a, a, a], axis=-1), isVector=True),
+        "cine.mha": sitk.GetImageFromArray(np.stack([a, a[::-1], a, a[:, ::-1], a])),
+    }
+    for name, img in cases.items():
+        img.SetSpacing((0.3, 0.2) + ((1.0,) if img.GetDimension() == 3 else ()))
+        sitk.WriteImage(img, str(tmp_path / name))
+    out = tmp_path / "out"
+    summary = denoise_files([tmp_path / n for n in cases], out_dir=out, method="lee", params={})
+    assert sorted(p.name for p in summary.written) == sorted(cases)
+    for name, img in cases.items():
+        back = sitk.ReadImage(str(out / name))
+        assert back.GetSize() == img.GetSize(), name
+        assert back.GetNumberOfComponentsPerPixel() == img.GetNumberOfComponentsPerPixel()
+        assert back.GetSpacing() == img.GetSpacing()
+        assert sitk.GetArrayFromImage(back).dtype == np.uint8
+    planes = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "psfhs.mha")))
+    assert np.array_equal(planes[0], planes[1]) and np.array_equal(planes[0], planes[2])
+    expected = lee(read_frames(tmp_path / "psfhs.mha"))[0, 0].numpy() * 255
+    assert np.abs(planes[0] - expected).max() <= 0.5 + 1e-3
+
+
+def test_every_input_failing_is_exit_code_2(folder: Path, tmp_path: Path, monkeypatch,
+                                            capsys) -> None:
+    import usdenoise.denoise.files as module
+
+    def failing(source, target, dicom_as, denoiser=None, **kwargs):
+        raise UsdenoiseError(f"{source}: pixel data is truncated")
+
+    monkeypatch.setattr(module, "_denoise_one", failing)
+    out = tmp_path / "out"
+    assert run_cli(["denoise", str(folder), "--method", "lee", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "nothing denoised: all 2 input file(s) failed" in err and "truncated" in err
+    assert "denoised 0 file(s)" not in err
+    assert not out.exists()
+
+
+def test_internal_error_is_exit_code_1_with_traceback_only_under_debug(
+    folder: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import usdenoise.denoise.files as module
+
+    def broken(source, target, dicom_as, denoiser=None, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(module, "_denoise_one", broken)
+    args = ["denoise", str(folder / "a8.png"), "--method", "lee", "--out", str(tmp_path / "o")]
+    assert run_cli(args) == 1
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError: boom" in err and "Traceback" not in err
+    assert err.count("\n") == 1
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["--debug", *args])
+
+
+def test_usage_error_is_exit_code_2(capsys) -> None:
+    assert run_cli(["denoise", "--no-such-option"]) == 2
+
+
+def test_threads_option(folder: Path, tmp_path: Path, monkeypatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    out = tmp_path / "out"
+    assert run_cli(["denoise", str(folder / "a8.png"), "--method", "lee", "--threads", "1",
+                    "--out", str(out)]) == 0
+    assert calls[-1] == 1
+    calls.clear()
+    assert run_cli(["denoise", str(folder / "b16.png"), "--method", "lee", "--out",
+                    str(out)]) == 0
+    from usdenoise.denoise.files import machine_threads
+
+    assert calls and calls[-1] == machine_threads()  # default: the machine's cores
+    assert run_cli(["denoise", str(folder), "--threads", "0", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_progress_counts_frames(tmp_path: Path, monkeypatch) -> None:
+    """A cine DICOM advances the bar once per frame; the total is every frame of the run."""
+    pytest.importorskip("pydicom")
+    import usdenoise.denoise.files as module
+
+    cine = np.stack([gradient(16, 16, bits=8, seed=s) for s in range(4)])
+    source = write_dicom_file(tmp_path / "cine.dcm", cine)
+    write_pillow(tmp_path / "one.png", gradient(16, 16, bits=8))
+    seen: dict[str, float] = {"total": 0, "advanced": 0}
+    real = module.make_progress
+
+    def spy(**kwargs):
+        progress = real(enabled=False)
+        add, advance = progress.add_task, progress.advance
+
+        def add_task(*args, total=None, **kw):
+            seen["total"] = total
+            return add(*args, total=total, **kw)
+
+        def step(task, advance_by=1):
+            seen["advanced"] += advance_by
+            return advance(task, advance_by)
+
+        progress.add_task, progress.advance = add_task, step
+        return progress
+
+    monkeypatch.setattr(module, "make_progress", spy)
+    denoise_files([source, tmp_path / "one.png"], out_dir=tmp_path / "out", method="lee",
+                  params={"window": 3})
+    assert seen == {"total": 5, "advanced": 5}

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from usdenoise.cli.report import write_run_report
 from usdenoise.denoise.benchmark import EvaluationSettings, MethodSpec, evaluate
 
 
@@ -78,7 +79,8 @@ def _prepare_out_dir(out_dir: Path, *, train: bool, overwrite: bool) -> None:
 
 def run_demo(out_dir: Path, *, quick: bool = False, train: bool = False,
              overwrite: bool = False) -> tuple[list[dict], list[str]]:
-    """Simulate, denoise with every method, evaluate; returns (records, notes)."""
+    """Simulate, denoise with every method, evaluate, write report.html; returns (records,
+    notes)."""
     plan = QUICK if quick else FULL
     out_dir = Path(out_dir)
     _prepare_out_dir(out_dir, train=train, overwrite=overwrite)
@@ -101,4 +103,5 @@ def run_demo(out_dir: Path, *, quick: bool = False, train: bool = False,
         size=plan.size, seed=0, examples=2,
     )
     records = evaluate(settings, out_dir, overwrite=overwrite)
+    write_run_report(out_dir)  # out_dir/report.html: the page a person opens
     return records, notes

@@ -93,3 +93,7 @@ def study_command(
     for name, target in document["targets"].items():
         console.print(f"{name}: {'met' if target['met'] else 'not met'} ({target['target']})")
     console.print(f"results: {out}/study.md, study.json, study.csv; figures: {out}/figures/")
+    from usdenoise.cli.report import write_run_report
+
+    if report := write_run_report(out):
+        console.print(f"report: {report}")

@@ -9,14 +9,24 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
 from usdenoise.core.errors import UsdenoiseError
 from usdenoise.core.params import STRENGTH, Param, blend  # noqa: F401  (Param re-exported)
 from usdenoise.core.tensors import check_batch
 
+#: how far outside [0, 1] a float input may stray (rounding of an upstream computation)
+RANGE_TOLERANCE = 1e-4
 
-class Denoiser:
+
+class Denoiser(nn.Module):
     """Base class: `denoise(x[B,1,H,W]) -> same shape, values in [0, 1]`.
+
+    A denoiser is an `nn.Module`: `denoiser(x)` is `denoiser.denoise(x)` (tiling and strength
+    included), so it composes with other modules and moves with `.to(device)`. The input must
+    be a float tensor with values in [0, 1] (up to `RANGE_TOLERANCE`); integer tensors and
+    unscaled floats (0-255) are refused with a one-line error that says how to scale them
+    (`usdenoise.denoise_image` takes any dtype and layout and scales for you).
 
     Subclasses set `name`, `params` and implement `_denoise`. Parameters are keyword-only and
     validated here, then available as attributes (`self.window`, ...). Every method also
@@ -32,6 +42,7 @@ class Denoiser:
     min_size: int = 1
 
     def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
         known = {p.name: p for p in self.params}
         strength = None if "strength" in known else kwargs.pop("strength", None)
         unknown = sorted(set(kwargs) - set(known))
@@ -51,12 +62,18 @@ class Denoiser:
                 self.strength = self.config["strength"] = STRENGTH.coerce(strength,
                                                                           owner=self.name)
         self.check_config()
+        self.eval()
 
     def check_config(self) -> None:
         """Cross-parameter checks; raise UsdenoiseError. Override where needed."""
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`denoiser(x)`: the same as `denoiser.denoise(x)`."""
+        return self.denoise(x)
+
     def denoise(self, x: torch.Tensor) -> torch.Tensor:
         check_batch(x, self.name, channels=1, floating=False)
+        check_unit_range(x, self.name)
         if min(x.shape[-2:]) < self.min_size:
             raise UsdenoiseError(
                 f"{self.name}: image {tuple(x.shape[-2:])} is smaller than the "
@@ -77,6 +94,30 @@ class Denoiser:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
         return f"{self.name}({args})"
+
+
+def check_unit_range(x: torch.Tensor, what: str) -> None:
+    """`x` must be a float tensor with finite values in [0, 1] (up to `RANGE_TOLERANCE`)."""
+    if not x.is_floating_point():
+        kind = "an integer" if x.dtype != torch.bool else "a boolean"
+        raise UsdenoiseError(
+            f"{what}: got {kind} tensor ({x.dtype}); expected float values in [0, 1]: "
+            "divide by the dtype's maximum first (x.float() / 255 for uint8), or call "
+            "usdenoise.denoise_image(x), which scales integer images for you"
+        )
+    if x.numel() == 0:
+        return
+    lo, hi = torch.aminmax(x.detach().float())
+    lo_f, hi_f = float(lo), float(hi)
+    if lo_f != lo_f or hi_f != hi_f or not torch.isfinite(x).all():
+        raise UsdenoiseError(f"{what}: input contains NaN/Inf values")
+    if lo_f < -RANGE_TOLERANCE or hi_f > 1.0 + RANGE_TOLERANCE:
+        hint = " (looks like 0-255 data: divide by 255)" if hi_f > 1.5 else ""
+        raise UsdenoiseError(
+            f"{what}: input values span [{lo_f:.4g}, {hi_f:.4g}], outside [0, 1]{hint}; "
+            "scale to [0, 1] first, e.g. (x - x.min()) / (x.max() - x.min()) for arbitrary "
+            "floats"
+        )
 
 
 class Identity(Denoiser):

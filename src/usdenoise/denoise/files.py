@@ -15,6 +15,7 @@ from usdenoise.core.errors import UsdenoiseError
 from usdenoise.core.progress import make_progress
 from usdenoise.denoise.registry import make_denoiser
 from usdenoise.io import IMAGE_SUFFIXES, image_info, read_frames, write_dicom, write_image
+from usdenoise.io.metaimage import write_metaimage_like
 
 
 @dataclass
@@ -78,15 +79,31 @@ def _is_dicom(info: Any) -> bool:
     return str(info.format).lower() == "dicom"
 
 
+def _one_file(info: Any, target: Path, dicom_as: str) -> bool:
+    """Whether all frames go back into one file in the input's own layout (DICOM with
+    `dicom_as="dicom"`, MetaImage written as `.mha`) rather than one image per frame."""
+    if _is_dicom(info):
+        return dicom_as == "dicom"
+    return str(info.format) == "MetaImage" and target.suffix.lower() == ".mha"
+
+
+def machine_threads() -> int:
+    """The cores this process may run on (the CPU affinity where the OS reports it)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 # one denoiser per worker process, built once
 _WORKER_DENOISER: Any = None
 
 
-def init_worker(method: str, params: dict[str, Any]) -> None:
-    """Pool initializer: one thread and one denoiser per worker process."""
+def init_worker(method: str, params: dict[str, Any], threads: int = 1) -> None:
+    """Pool initializer: `threads` torch threads (default 1) and one denoiser per worker."""
     global _WORKER_DENOISER
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(max(1, int(threads)))
     _WORKER_DENOISER = make_denoiser(method, **params)
 
 
@@ -95,14 +112,21 @@ def denoise_in_worker(batch: torch.Tensor) -> torch.Tensor:
     return _WORKER_DENOISER.denoise(batch)
 
 
-def _denoise_one(source: Path, target: Path, dicom_as: str, denoiser: Any = None) -> list[Path]:
-    """Denoise every frame of one file and write it; returns the files written."""
+def _denoise_one(source: Path, target: Path, dicom_as: str, denoiser: Any = None,
+                 on_frame: Any = None) -> list[Path]:
+    """Denoise every frame of one file and write it; returns the files written.
+    `on_frame()` is called after each frame (the progress bar counts frames)."""
 
     denoiser = denoiser or _WORKER_DENOISER
     try:
         info = image_info(source)
         frames = read_frames(source)  # [F, 1, H, W]
-        outputs = torch.cat([denoiser.denoise(frame[None]) for frame in frames])
+        results = []
+        for frame in frames:
+            results.append(denoiser.denoise(frame[None]))
+            if on_frame is not None:
+                on_frame()
+        outputs = torch.cat(results)
     except UsdenoiseError as exc:  # the denoiser's own messages do not name the file
         message = str(exc)
         named = message if str(source) in message else f"{source}: {message}"
@@ -110,6 +134,9 @@ def _denoise_one(source: Path, target: Path, dicom_as: str, denoiser: Any = None
     target.parent.mkdir(parents=True, exist_ok=True)
     if _is_dicom(info) and dicom_as == "dicom":
         write_dicom(target, outputs, template=source)
+        return [target]
+    if _one_file(info, target, dicom_as):  # MetaImage: the input's layout (PSFHS: 3 planes)
+        write_metaimage_like(target, outputs.numpy(), template=source)
         return [target]
     bit_depth = 16 if (info.bit_depth or 8) > 8 else 8
     written = []
@@ -130,8 +157,13 @@ def denoise_files(
     workers: int = 1,
     strict: bool = False,
     dicom_as: str = "dicom",
+    threads: int | None = None,
 ) -> DenoiseSummary:
     """Denoise every input image into out_dir; unreadable files are skipped (or stop if strict).
+
+    `threads`: torch threads (`torch.set_num_threads`) of this process, or of each worker
+    with `workers > 1` (default there: 1 per worker); None leaves this process's setting.
+    When every file fails, that is a UsdenoiseError (nothing was denoised).
 
     Every header is read, and every output name checked, before anything is written. Files
     that cannot be read, or are smaller than the method's window, are skipped with a warning
@@ -143,6 +175,10 @@ def denoise_files(
         raise UsdenoiseError(f"--dicom-as {dicom_as!r}: choose dicom or png")
     if workers < 1:
         raise UsdenoiseError(f"--workers {workers}: must be at least 1")
+    if threads is not None and threads < 1:
+        raise UsdenoiseError(f"--threads {threads}: must be at least 1")
+    if threads is not None and workers == 1:
+        torch.set_num_threads(int(threads))
     denoiser = make_denoiser(method, **params)  # unknown method / bad parameter: fail first
     out_dir = Path(out_dir)
     _check_out_dir(inputs, out_dir)
@@ -155,7 +191,7 @@ def denoise_files(
         warnings.warn(f"skipped {message}", stacklevel=3)
         summary.skipped.append((source, message))
 
-    jobs: list[tuple[Path, Path]] = []
+    jobs: list[tuple[Path, Path, int]] = []
     planned: dict[Path, Path] = {}  # output file -> its input, to catch two inputs, one output
     for source, relative in files:
         try:
@@ -169,7 +205,7 @@ def denoise_files(
                          f"{denoiser.min_size}-pixel minimum of {method} with these parameters")
             continue
         target = output_path(relative, out_dir, dicom_as=dicom_as, is_dicom=_is_dicom(info))
-        one_file = _is_dicom(info) and dicom_as == "dicom"
+        one_file = _one_file(info, target, dicom_as)
         for path in frame_paths(target, 1 if one_file else (info.frames or 1)):
             if path.resolve() == source.resolve():
                 raise UsdenoiseError(f"{path}: would overwrite its own input")
@@ -180,7 +216,7 @@ def denoise_files(
             if path.exists() and not overwrite:
                 raise UsdenoiseError(f"{path}: output exists (use --overwrite)")
             planned[path.resolve()] = source
-        jobs.append((source, target))
+        jobs.append((source, target, max(1, info.frames or 1)))
     if not jobs:
         reason = f" ({summary.skipped[0][1]})" if summary.skipped else ""
         raise UsdenoiseError(f"no image to denoise: every input was skipped{reason}")
@@ -190,17 +226,23 @@ def denoise_files(
     except OSError as exc:
         raise UsdenoiseError(f"{out_dir}: cannot create folder ({exc.strerror})") from None
     try:
-        _run_jobs(jobs, summary, denoiser, method, params, workers, strict, dicom_as)
+        _run_jobs(jobs, summary, denoiser, method, params, workers, strict, dicom_as,
+                  threads or 1)
     except BaseException:
         if strict:  # stopping: leave no output from this run behind
             _remove_outputs(summary.written, out_dir, remove_root=created)
         raise
+    if not summary.written:
+        _remove_outputs([], out_dir, remove_root=created)
+        first = summary.skipped[0][1] if summary.skipped else "no output"
+        raise UsdenoiseError(f"nothing denoised: all {len(summary.skipped)} input file(s) "
+                             f"failed (first: {first})")
     return summary
 
 
 def _remove_outputs(paths: list[Path], out_dir: Path, *, remove_root: bool) -> None:
     """Delete the files this run wrote and the folders that became empty by it."""
-    folders = set()
+    folders: set[Path] = set()
     for path in paths:
         path.unlink(missing_ok=True)
         folders.update(p for p in path.parents if out_dir in p.parents)
@@ -211,27 +253,30 @@ def _remove_outputs(paths: list[Path], out_dir: Path, *, remove_root: bool) -> N
         out_dir.rmdir()
 
 
-def _run_jobs(jobs, summary, denoiser, method, params, workers, strict, dicom_as) -> None:
+def _run_jobs(jobs, summary, denoiser, method, params, workers, strict, dicom_as,
+              worker_threads=1) -> None:
+    """Run the jobs; the progress bar counts frames (a cine DICOM is many)."""
     with make_progress() as progress:
-        task = progress.add_task("denoise", total=len(jobs), status=method)
+        task = progress.add_task("denoise (frames)", total=sum(n for *_, n in jobs),
+                                 status=method)
         if workers > 1 and len(jobs) > 1:
             with ProcessPoolExecutor(
                 max_workers=min(workers, os.cpu_count() or 1, len(jobs)),
-                initializer=init_worker, initargs=(method, params),
+                initializer=init_worker, initargs=(method, params, worker_threads),
             ) as pool:
-                futures = [(s, pool.submit(_denoise_one, s, t, dicom_as)) for s, t in jobs]
+                futures = [(s, n, pool.submit(_denoise_one, s, t, dicom_as)) for s, t, n in jobs]
                 done = 0
                 try:
-                    for source, future in futures:
+                    for source, frames, future in futures:
                         _collect(source, future.result, summary, strict)
                         done += 1
-                        progress.advance(task)
+                        progress.advance(task, frames)
                 except BaseException:
                     # stop the rest; files from jobs that were already running still count
                     # as written by this run, so a strict stop can remove them
-                    for _, future in futures[done + 1:]:
+                    for *_, future in futures[done + 1:]:
                         future.cancel()
-                    for _, future in futures[done + 1:]:
+                    for *_, future in futures[done + 1:]:
                         if not future.cancelled():
                             try:
                                 summary.written += future.result()
@@ -239,13 +284,16 @@ def _run_jobs(jobs, summary, denoiser, method, params, workers, strict, dicom_as
                                 pass
                     raise
         else:
-            for source, target in jobs:
-                _collect(source, lambda s=source, t=target: _denoise_one(s, t, dicom_as, denoiser),
-                         summary, strict)
-                progress.advance(task)
+            handled = 0
+            for source, target, frames in jobs:
+                _collect(source, lambda s=source, t=target: _denoise_one(
+                    s, t, dicom_as, denoiser, on_frame=lambda: progress.advance(task)),
+                    summary, strict)
+                handled += frames  # a failed file still counts all its frames as handled
+                progress.update(task, completed=handled)
 
 
-def _collect(source: Path, run, summary: DenoiseSummary, strict: bool) -> None:
+def _collect(source: Path, run, summary: DenoiseSummary, strict: bool) -> bool:
     try:
         summary.written += run()
     except UsdenoiseError as exc:
@@ -253,3 +301,5 @@ def _collect(source: Path, run, summary: DenoiseSummary, strict: bool) -> None:
             raise
         warnings.warn(f"skipped {exc}", stacklevel=2)
         summary.skipped.append((source, str(exc)))
+        return False
+    return True
