@@ -15,7 +15,14 @@ sha256 of the weights catches a sidecar/weights mismatch or a corrupted weights 
 folder that contains `model.safetensors`; it rebuilds the network from the sidecar and
 returns `(model, sidecar)`.
 A pickled `.pth`/`.pt` is refused unless `allow_pickle=True`, and even then it is read with
-`torch.load(weights_only=True)` (tensors only, no code).
+`torch.load(weights_only=True)` (tensors only, no code): a pickle that would run code is
+refused with one line and runs nothing.
+
+Before any tensor is read, the safetensors header (8-byte length + JSON) is checked against
+the file: every tensor's shape x dtype must match its byte range and lie inside the file, so
+a header declaring a 144 TB tensor is refused at once. The network is first built on the
+`meta` device (no memory) and refused when its sidecar config asks for more weights than the
+file holds. Files get the permissions of ordinary new files (the umask), like the sidecar.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -33,7 +41,7 @@ from torch import nn
 
 from usdenoise import __version__
 from usdenoise.core.errors import UsdenoiseError
-from usdenoise.core.files import make_temp_file
+from usdenoise.core.files import apply_umask, make_temp_file
 from usdenoise.models import build_network
 from usdenoise.models.segmenters import segmenter_from_config
 
@@ -139,6 +147,7 @@ def save_model(
     tmp_sidecar = _temp_in(folder, ".json")
     try:
         save_file(state, str(tmp_weights), metadata={"format": FORMAT, "arch": arch, "kind": kind})
+        apply_umask(tmp_weights)  # safetensors writes owner-only files; make it like the sidecar
         sidecar["sha256"] = _sha256(tmp_weights)
         text = json.dumps(sidecar, indent=2, default=str)
         with open(tmp_sidecar, "w", encoding="utf-8") as f:
@@ -202,10 +211,73 @@ def _resolve(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     return weights, sidecar
 
 
+#: bytes per element of every safetensors dtype
+DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1,
+               "I16": 2, "U16": 2, "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4,
+               "I64": 8, "U64": 8, "F64": 8, "C64": 8}
+MAX_HEADER_BYTES = 100_000_000  # the limit safetensors itself applies
+
+
+def read_safetensors_header(path: str | os.PathLike[str], data: bytes | None = None
+                            ) -> dict[str, Any]:
+    """The JSON header of a safetensors file, checked against the file before any tensor is
+    read: each tensor's shape x dtype equals its byte range, and every range lies inside the
+    file. Returns the header (tensor name -> {dtype, shape, data_offsets}; `__metadata__`).
+    `data`: the file's bytes when they are already in memory."""
+    path = Path(path)
+    try:
+        if data is None:
+            size = path.stat().st_size
+            with open(path, "rb") as fh:
+                head = fh.read(8)
+                length = int.from_bytes(head, "little") if len(head) == 8 else -1
+                raw = fh.read(length) if 0 <= length <= min(MAX_HEADER_BYTES, size) else b""
+        else:
+            size = len(data)
+            length = int.from_bytes(data[:8], "little") if size >= 8 else -1
+            raw = data[8:8 + length] if 0 <= length <= MAX_HEADER_BYTES else b""
+    except OSError as exc:
+        raise UsdenoiseError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if length < 2 or length > MAX_HEADER_BYTES or len(raw) != length:
+        raise UsdenoiseError(f"{path}: corrupted or truncated safetensors file (header length "
+                             f"{length} does not fit a {size}-byte file)")
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise UsdenoiseError(f"{path}: corrupted safetensors file (header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise UsdenoiseError(f"{path}: corrupted safetensors file (header is not an object)")
+    body = size - 8 - length
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape = entry["dtype"], [int(d) for d in entry["shape"]]
+            start, end = (int(v) for v in entry["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise UsdenoiseError(f"{path}: corrupted safetensors file (tensor {name!r} has no "
+                                 "dtype, shape or offsets)") from None
+        if dtype not in DTYPE_BYTES or any(d < 0 for d in shape):
+            raise UsdenoiseError(f"{path}: tensor {name!r} has an unsupported dtype {dtype!r} "
+                                 f"or shape {shape}")
+        nbytes = math.prod(shape) * DTYPE_BYTES[dtype]
+        if not 0 <= start <= end <= body or end - start != nbytes:
+            raise UsdenoiseError(
+                f"{path}: corrupted or truncated safetensors file (tensor {name!r} declares "
+                f"shape {shape}, {nbytes:,} bytes; the file holds {max(body, 0):,} bytes of data)")
+    return header
+
+
+def _header_numel(header: Mapping[str, Any]) -> int:
+    return sum(math.prod(int(d) for d in e["shape"]) for k, e in header.items()
+               if k != "__metadata__")
+
+
 def _read_safetensors(path: Path, device: str | torch.device) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    read_safetensors_header(path)  # sizes checked against the file before any allocation
     try:
         return load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -281,10 +353,15 @@ def load_model(
             f"{sidecar_path}: checkpoint kind {sidecar['kind']!r} is not supported "
             f"(known: {', '.join(sorted(BUILDERS))})"
         )
+    stored = sum(int(v.numel()) for v in state.values())
+    _check_config_size(builder, sidecar, sidecar_path, stored)
     try:
         model = builder(sidecar["arch"], dict(sidecar["config"]))
     except UsdenoiseError as exc:
         raise UsdenoiseError(f"{sidecar_path}: {exc}") from None
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise UsdenoiseError(f"{sidecar_path}: cannot build {sidecar['arch']!r} from its "
+                             f"config ({' '.join(str(exc).split())[:200]})") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -298,6 +375,25 @@ def load_model(
     model.to(map_location)
     model.eval()
     return model, sidecar
+
+
+def _check_config_size(builder: Callable[[str, dict[str, Any]], nn.Module],
+                       sidecar: Mapping[str, Any], sidecar_path: Path, stored: int) -> None:
+    """Build the network on the `meta` device (no memory) and refuse a sidecar config that
+    asks for more weights than the file holds (an absurd width would allocate gigabytes)."""
+    try:
+        with torch.device("meta"):
+            probe = builder(sidecar["arch"], dict(sidecar["config"]))
+    except UsdenoiseError as exc:
+        raise UsdenoiseError(f"{sidecar_path}: {exc}") from None
+    except Exception:  # noqa: BLE001 - a builder that cannot run on meta: the real build decides
+        return
+    wanted = sum(int(t.numel()) for t in probe.state_dict().values())
+    if wanted > stored:
+        raise UsdenoiseError(
+            f"{sidecar_path.with_suffix('.safetensors')}: checkpoint from another architecture "
+            f"or an absurd config: {sidecar['arch']} with the config in {sidecar_path.name} "
+            f"needs {wanted:,} weights, the file holds {stored:,}")
 
 
 def resolve_segmenter(path: str | Path) -> Path:

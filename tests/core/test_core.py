@@ -95,3 +95,12 @@ def test_blend_and_strength() -> None:
 
 def test_one_line() -> None:
     assert one_line(ValueError("a\n  b")) == "a b" and one_line(ValueError()) == "ValueError"
+
+
+def test_pixel_limit_is_checked_from_the_header() -> None:
+    from usdenoise.core.limits import MAX_FRAME_PIXELS, check_pixels
+
+    check_pixels("a.png", 540, 800, frames=120)
+    with pytest.raises(UsdenoiseError, match=r"^big.mha: .*13500"):
+        check_pixels("big.mha", 13_500, 13_500)
+    assert MAX_FRAME_PIXELS == 50_000_000

@@ -24,16 +24,15 @@ from io_fixtures import (
 )
 
 from usdenoise.core.errors import UsdenoiseError
-from usdenoise.io import (
-    IMAGE_SUFFIXES,
-    ImageInfo,
-    atomic_write,
+from usdenoise.core.files import atomic_write
+from usdenoise.io.common import IMAGE_SUFFIXES, ImageInfo
+from usdenoise.io.dicom import write_dicom
+from usdenoise.io.images import (
     image_info,
     read_frames,
     read_image,
     read_mask,
     read_raw,
-    write_dicom,
     write_image,
     write_mask,
 )

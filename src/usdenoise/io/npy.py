@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from usdenoise.core.errors import UsdenoiseError, one_line
+from usdenoise.core.limits import check_array_shape
 from usdenoise.io.common import (
     Decoded,
     ImageInfo,
@@ -29,7 +30,31 @@ def npy_to_fhwc(a: np.ndarray, path: Path) -> np.ndarray:
     )
 
 
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from a `.npy` header, without reading the data; the pixel limit and
+    the dtype are checked here, and the declared size against the file's size."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            offset = fh.tell()
+    except Exception as exc:  # numpy raises ValueError, EOFError, SyntaxError ...
+        raise UsdenoiseError(f"{path}: cannot read .npy file ({one_line(exc)})") from exc
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise UsdenoiseError(f"{path}: unsupported array dtype {dtype}")
+    check_array_shape(path, shape)
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if path.stat().st_size - offset < expected:
+        raise UsdenoiseError(f"{path}: truncated .npy file (header declares shape "
+                             f"{tuple(shape)} of {dtype}, {expected:,} bytes of data)")
+    return tuple(shape), dtype
+
+
 def read_npy(path: Path, *, raw: bool, header_only: bool) -> Decoded:
+    npy_header(path)  # before np.load allocates what the header declares
     try:
         a = np.load(path, allow_pickle=False, mmap_mode="r" if header_only else None)
     except Exception as exc:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from usdenoise.core.errors import UsdenoiseError, one_line
+from usdenoise.core.limits import check_pixel_count, check_pixels
 from usdenoise.io.common import (
     Decoded,
     ImageInfo,
@@ -107,12 +110,26 @@ def _read_opencv(path: Path) -> tuple[list[np.ndarray], float]:
     return frames, 65535.0 if frames[0].dtype == np.uint16 else 255.0
 
 
-def read_pillow(path: Path, *, raw: bool, header_only: bool) -> Decoded:
+def open_pillow(path: Path):
+    """`Image.open` with usdenoise's pixel limit instead of Pillow's decompression-bomb
+    warning (on stderr) and error: the caller checks the header size with `check_pixels`."""
     from PIL import Image
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            return Image.open(path)
+        except Image.DecompressionBombError as exc:
+            match = re.search(r"\((\d+) pixels\)", str(exc))
+            check_pixel_count(path, int(match.group(1)) if match else 1 << 62)
+            raise
+
+
+def read_pillow(path: Path, *, raw: bool, header_only: bool) -> Decoded:
     try:
-        with Image.open(path) as img:
+        with open_pillow(path) as img:
             n = getattr(img, "n_frames", 1) if img.format == "TIFF" else 1
+            check_pixels(path, img.height, img.width, frames=n)  # before any pixel is decoded
             info = _pil_info(img, path, n)
             if header_only:
                 return Decoded(np.empty((0, 0, 0, 0), np.uint8), 1.0, info)

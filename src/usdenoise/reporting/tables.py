@@ -1,4 +1,11 @@
-"""Results as files a program and a person can read: JSON, CSV, a Markdown table, figures."""
+"""Results as files a program and a person can read: JSON, CSV, a Markdown table, figures.
+
+Every user-controlled string (method, data set and noise names, ids) is escaped for the
+format it lands in: `escape_markdown` for Markdown cells and headings (`|`, backticks, `<`,
+`>`, `\\`, `[`, `]` and newlines), `csv_cell` for CSV (a text cell starting with
+`=`, `+`, `-`, `@`, a tab or a carriage return is prefixed with `'` so a spreadsheet shows
+it as text and never runs it as a formula; numbers such as -0.5 stay numbers).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,15 +32,42 @@ def write_text_atomic(path: Path, text: str) -> None:
         Path(tmp).write_text(text, encoding="utf-8")
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`\[\]|])")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_markdown(text: Any) -> str:
+    """`text` as literal Markdown inline text: one line, no table break, no HTML, no code."""
+    value = " ".join(str(text).splitlines()) if text is not None else ""
+    value = _MARKDOWN_SPECIAL.sub(r"\\\1", value)
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _is_number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text: formula-like text gets a leading `'`."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) \
+            and not _is_number_text(value):
+        return "'" + value
+    return value
+
+
 def records_to_csv(records: Sequence[dict[str, Any]]) -> str:
     keys: list[str] = []
     for record in records:
         keys += [k for k in record if k not in keys and not isinstance(record[k], dict | list)]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([csv_cell(k) for k in keys])
     for record in records:
-        writer.writerow({k: _plain(record.get(k)) for k in keys})
+        writer.writerow([csv_cell(_plain(record.get(k))) for k in keys])
     return buffer.getvalue()
 
 
@@ -73,7 +108,7 @@ def _fmt(value: Any, column: str) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return "–"
     if isinstance(value, str):
-        return value
+        return escape_markdown(value)
     if column == "seconds_per_image":
         return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
     if column in {"psnr", "enl", "cnr"}:
@@ -97,10 +132,11 @@ def markdown_table(
     used = [c for c in columns if any(r.get(c) is not None for r in records)]
     parts = []
     for (noise, level), rows in groups.items():
-        title = f"{noise} {level}" if noise else "images as they are (no reference)"
-        about = [str(rows[0]["dataset"])] if rows[0].get("dataset") else []
+        title = (escape_markdown(f"{noise} {level}") if noise
+                 else "images as they are (no reference)")
+        about = [escape_markdown(rows[0]["dataset"])] if rows[0].get("dataset") else []
         if rows[0].get("n_images") is not None:
-            about.append(f"{rows[0]['n_images']} images")
+            about.append(f"{escape_markdown(rows[0]['n_images'])} images")
         parts.append(f"### {title}" + (f" — {', '.join(about)}" if about else "") + "\n")
         best: dict[str, float] = {}
         for c in used:
@@ -109,7 +145,8 @@ def markdown_table(
                       if r.get("method") != baseline and _comparable(_number(r.get(c)))]
             if values:
                 best[c] = min(values) if c in LOWER_IS_BETTER else max(values)
-        header = "| method | " + " | ".join(c.replace("_", " ") for c in used) + " |"
+        header = "| method | " + " | ".join(escape_markdown(c.replace("_", " "))
+                                            for c in used) + " |"
         parts += [header, "|" + "---|" * (len(used) + 1)]
         for r in rows:
             cells = []
@@ -118,7 +155,7 @@ def markdown_table(
                 if r.get("method") != baseline and c in best and _number(r.get(c)) == best[c]:
                     text = f"**{text}**"
                 cells.append(text)
-            parts.append(f"| {r.get('method')} | " + " | ".join(cells) + " |")
+            parts.append(f"| {escape_markdown(r.get('method'))} | " + " | ".join(cells) + " |")
         parts.append("")
     return "\n".join(parts)
 
@@ -134,7 +171,7 @@ def write_results(records: Sequence[dict[str, Any]], out_dir: Path, *, title: st
     texts = [
         records_to_json(records),
         records_to_csv(records),
-        f"# {title}\n\nBest value per column among the denoisers in **bold**; "
+        f"# {escape_markdown(title)}\n\nBest value per column among the denoisers in **bold**; "
         "the `noisy` row is the input before denoising.\n\n" + markdown_table(records),
     ]
     for path, text in zip(paths, texts, strict=True):

@@ -24,7 +24,7 @@ from typing import Any
 from usdenoise.checkpoint import load_segmenter, resolve_segmenter
 from usdenoise.core.devices import resolve_auto
 from usdenoise.core.errors import UsdenoiseError
-from usdenoise.core.files import staged_dir, write_text_atomic
+from usdenoise.core.files import input_folders, staged_dir, write_text_atomic
 from usdenoise.core.progress import make_progress
 from usdenoise.data import load_dataset
 from usdenoise.data.splits import load_splits, split_dataset
@@ -145,7 +145,8 @@ def evaluate_segmenter(settings: SegmentEvaluation, out_dir: str | Path, *,
 
     rows: list[dict[str, Any]] = []
     seconds = 0.0
-    with staged_dir(out_dir) as staging:
+    with staged_dir(out_dir, command="segment evaluate", overwrite=overwrite or None,
+                    inputs=input_folders(settings.data)) as staging:
         (staging / "masks").mkdir()
         (staging / "overlays").mkdir()
         with make_progress() as bar:

@@ -311,7 +311,7 @@ def write_study(out_dir: Path, *, rows: list[dict[str, Any]], curves: list[dict[
     records = summarise(rows, seed=seed, resamples=resamples)
     document = {"version": __version__, **context, "records": records, "curves": curves,
                 "targets": targets(records)}
-    with staged_dir(out_dir) as staging:
+    with staged_dir(out_dir, command="study") as staging:
         (staging / "figures").mkdir()
         write_text_atomic(staging / "study.json",
                           json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n")

@@ -54,6 +54,7 @@ from usdenoise.training.distributed import (
 from usdenoise.training.state import (
     STATE_FILE,
     capture_rng,
+    clean_run_folder,
     load_train_state,
     restore_rng,
     save_train_state,
@@ -184,6 +185,8 @@ def _fit(config: TrainConfig, world: World, task: Any = None) -> Path:
         raise UsdenoiseError(f"--batch-size {config.batch_size} is not divisible by the "
                              f"{world.size} processes")
     saved = _check_resume(config, run)
+    if world.is_main:
+        clean_run_folder(run)  # temp files a killed run left behind
     if saved is not None and _finished(config, _Progress(**saved["progress"])):
         return run / f"{BEST_STEM}.safetensors"
     device = world.device
@@ -246,7 +249,10 @@ def _fit(config: TrainConfig, world: World, task: Any = None) -> Path:
             total, count = torch.zeros((), device=device, dtype=torch.float64), 0
             for step, batch in enumerate(itertools.islice(train_loader, steps)):
                 x, target = task.batch(batch, noise_gen, world)
-                loss = loss_fn(forward(x).float(), target, **task.loss_inputs(batch, device))
+                if hasattr(task, "loss_fn"):  # e.g. self-supervised: several forward passes
+                    loss = task.loss_fn(forward, x, target)
+                else:
+                    loss = loss_fn(forward(x).float(), target, **task.loss_inputs(batch, device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.clip_grad is not None:
@@ -308,7 +314,9 @@ def _validate(net, forward, task, loss_fn, loader, config, world) -> dict[str, f
         x, target = task.validation_batch(batch, world.device)
         output = forward(x).float()
         extra = task.loss_inputs(batch, world.device)
-        sums["val_loss"] += loss_fn(output, target, **extra).item() * x.shape[0]
+        loss = (task.loss_fn(forward, x, target) if hasattr(task, "loss_fn")
+                else loss_fn(output, target, **extra))
+        sums["val_loss"] += loss.item() * x.shape[0]
         for name, values in task.measure(output, target).items():
             sums[f"val_{name}"] = sums.get(f"val_{name}", 0.0) + values.double().sum().item()
         count += x.shape[0]

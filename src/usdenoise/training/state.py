@@ -7,13 +7,23 @@ counters). Tensors go into the safetensors body under their path in the tree
 tensors replaced by references. One file and one rename: a crash mid-write leaves the previous
 state untouched. `load_train_state` rebuilds the same structure (tuples and integer dict keys
 included) and raises a one-line UsdenoiseError for a missing, truncated or foreign file.
+
+Before a new state replaces the old one, the old one is kept as `NAME.prev.safetensors`; a
+state that turns out truncated or corrupt on resume (a full disk, a copy cut short) is then
+replaced by that previous one, with a warning (`load_train_state(..., fallback=True)`).
+The header is checked against the file size before any tensor is read
+(`read_safetensors_header`). `clean_run_folder(run)` removes the temporary files a killed
+run left in its folder; the loop calls it when a run starts.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +33,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
+from usdenoise.checkpoint import read_safetensors_header
 from usdenoise.core.errors import UsdenoiseError
-from usdenoise.core.files import atomic_write
+from usdenoise.core.files import atomic_write, clean_stale_temps
 
 FORMAT = "usdenoise-train-state/1"
 
@@ -39,15 +50,71 @@ def save_train_state(path: str | Path, tree: dict[str, Any]) -> None:
     path = Path(path)
     with atomic_write(path) as tmp:
         Path(tmp).write_bytes(data)
+        if path.is_file():  # the last good state stays as the fallback of a resume
+            _keep_previous(path)
 
 
-def load_train_state(path: str | Path) -> dict[str, Any]:
-    """Read a file written by `save_train_state`."""
+def _keep_previous(path: Path) -> None:
+    """Link (or copy) the current state to `previous_state_path` atomically; the current
+    file stays in place until the new one replaces it."""
+    previous = previous_state_path(path)
+    tmp = previous.with_name(f".{previous.name}.{os.getpid():08x}"[:200] + ".tmp")
+    try:
+        try:
+            os.link(path, tmp)
+        except OSError:
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, previous)
+    except OSError:
+        pass  # no fallback this time; the new state is still written
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def previous_state_path(path: str | Path) -> Path:
+    """Where `save_train_state` keeps the state it replaced: `NAME.prev.safetensors`."""
     path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def load_train_state(path: str | Path, *, fallback: bool = True) -> dict[str, Any]:
+    """Read a file written by `save_train_state`; when it is truncated or corrupt and the
+    previous state exists (`fallback`), that one is read instead, with a warning."""
+    path = Path(path)
+    try:
+        return _load_train_state(path)
+    except UsdenoiseError as exc:
+        previous = previous_state_path(path)
+        if not fallback or not path.is_file() or not previous.is_file():
+            raise
+        try:
+            tree = _load_train_state(previous)
+        except UsdenoiseError:
+            raise exc from None
+        warnings.warn(f"{exc}; resuming from the previous state {previous.name}", stacklevel=2)
+        return tree
+
+
+def clean_run_folder(run: str | Path) -> list[Path]:
+    """Remove the temporary files (`.tmp-*`, `.NAME.XXXXXXXX.tmp*`) a killed run left in
+    its folder; call it once when a run starts, before it writes. Returns what went."""
+    return clean_stale_temps(run)
+
+
+def _load_train_state(path: Path) -> dict[str, Any]:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise UsdenoiseError(f"{path}: no training state to resume from") from None
+    except OSError as exc:
+        raise UsdenoiseError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:  # a lying or truncated header: one line, before any allocation
+        read_safetensors_header(path, data)
+    except UsdenoiseError as exc:
+        detail = str(exc).split(": ", 1)[-1]
+        raise UsdenoiseError(f"{path}: not a usdenoise training state (corrupt or truncated: "
+                             f"{detail})") from None
     try:
         tensors = load_safetensors_bytes(data)
         header = _read_metadata(data)
@@ -56,9 +123,14 @@ def load_train_state(path: str | Path) -> dict[str, Any]:
         raise UsdenoiseError(
             f"{path}: not a usdenoise training state (corrupt or truncated)"
         ) from None
-    if meta.get("format") != FORMAT:
-        raise UsdenoiseError(f"{path}: unsupported training-state format {meta.get('format')!r}")
-    return _decode(meta["tree"], tensors)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or "tree" not in meta:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise UsdenoiseError(f"{path}: unsupported training-state format {found!r}")
+    try:
+        return _decode(meta["tree"], tensors)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise UsdenoiseError(f"{path}: malformed training state (its tree refers to missing "
+                             "tensors or has an unknown entry)") from None
 
 
 def _read_metadata(data: bytes) -> dict[str, str]:
