@@ -60,13 +60,7 @@ def test_fuzz_reader_random_bytes(suffix: str, data: bytes) -> None:
     _read_only_usdenoise_errors(data, suffix)
 
 
-DICOM_LAZY = pytest.mark.xfail(strict=True, reason=(
-    "io/dicom.py: a corrupt VR is raised lazily by pydicom (NotImplementedError) when "
-    "read_dicom reads PhotometricInterpretation, outside its try"))
-
-
-@pytest.mark.parametrize("suffix", [pytest.param(s, marks=DICOM_LAZY) if s == ".dcm" else s
-                                    for s in SUFFIXES])
+@pytest.mark.parametrize("suffix", SUFFIXES)
 @settings(max_examples=READER_EXAMPLES, **FAST)
 @given(flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=6),
        keep=st.floats(0.05, 1.0))

@@ -195,6 +195,16 @@ def _pixels(ds, path: Path) -> np.ndarray:
 
 def read_dicom(path: Path, *, raw: bool = False, header_only: bool = False) -> Decoded:
     """Decode a DICOM file (see the module docstring for the scaling)."""
+    try:
+        return _read_dicom(path, raw=raw, header_only=header_only)
+    except UsdenoiseError:
+        raise
+    except (NotImplementedError, ValueError, TypeError, KeyError, AttributeError,
+            OverflowError, IndexError) as exc:  # pydicom parses tags lazily, on first use
+        raise UsdenoiseError(f"{path}: corrupt DICOM header ({one_line(exc)})") from None
+
+
+def _read_dicom(path: Path, *, raw: bool, header_only: bool) -> Decoded:
     ds = _dcmread(path, header_only=header_only)
     info = _info(ds)
     if header_only:
