@@ -1,30 +1,46 @@
 """Speed targets of the default model: per 256² image vs BM3D (1 thread), and an 800 x 540
-frame with 2 threads. Prints only; median of repeated calls on this machine.
+frame with 2 threads. Prints only; medians of repeated calls on this machine.
 
     python benchmarks/default_speed.py
 """
+
+from __future__ import annotations
+
 import os
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
 from usdenoise.data import load_dataset
 from usdenoise.denoise import make_denoiser
 
-torch.set_num_threads(1)
-x = load_dataset("phantom:2", size=256)[0]["image"][None].float()
-def med(f, n):
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
-d = make_denoiser("default", device="cpu"); b = make_denoiser("bm3d")
-d.denoise(x)
-td = med(lambda: d.denoise(x), 7); tb = med(lambda: b.denoise(x), 3)
-print(f"256² 1 thread: default {td*1000:.1f} ms, bm3d {tb*1000:.0f} ms, ratio 1/{tb/td:.0f}  load {os.getloadavg()[0]:.1f}")
-torch.set_num_threads(2)
-y = torch.rand(1, 1, 540, 800)
-d.denoise(y)
-t2 = med(lambda: d.denoise(y), 7)
-print(f"800x540 2 threads: {t2*1000:.0f} ms ({1/t2:.1f} frames/s)")
+
+def median_seconds(call: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    image = load_dataset("phantom:2", size=256)[0]["image"][None].float()
+    default, bm3d = make_denoiser("default", device="cpu"), make_denoiser("bm3d")
+    default.denoise(image)  # warm-up
+    t_default = median_seconds(lambda: default.denoise(image), 7)
+    t_bm3d = median_seconds(lambda: bm3d.denoise(image), 3)
+    print(f"256² with 1 thread: default {t_default * 1000:.1f} ms, bm3d {t_bm3d * 1000:.0f} ms, "
+          f"1/{t_bm3d / t_default:.0f} of BM3D's time (load {os.getloadavg()[0]:.1f})")
+    torch.set_num_threads(2)
+    frame = load_dataset("phantom:1", size=(540, 800))[0]["image"][None].float()
+    default.denoise(frame)  # warm-up
+    t_frame = median_seconds(lambda: default.denoise(frame), 7)
+    print(f"800 x 540 with 2 threads: {t_frame * 1000:.0f} ms ({1 / t_frame:.1f} frames/s)")
+
+
+if __name__ == "__main__":
+    main()
