@@ -77,3 +77,14 @@ def test_python_m_usdenoise_runs() -> None:
     proc = subprocess.run([sys.executable, "-m", "usdenoise", "--help"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and "Usage" in proc.stdout
+
+
+def test_usdenoise_evaluate_stays_callable_after_the_old_module_is_imported() -> None:
+    import numpy as np
+
+    import usdenoise
+    import usdenoise.evaluate  # noqa: F401  (the old-path module)
+
+    clean = np.full((32, 32), 0.5, np.float32)
+    scores = usdenoise.evaluate(clean, clean)
+    assert scores["psnr"] == float("inf") or scores["psnr"] > 60
