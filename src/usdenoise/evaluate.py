@@ -8,13 +8,12 @@ forwards a call to the function.
 import sys
 import types
 
+from usdenoise.api import evaluate as evaluate_images
 from usdenoise.denoise.benchmark import EvaluationSettings, evaluate, parse_methods  # noqa: F401
 
 
 class _CallableModule(types.ModuleType):
     def __call__(self, *args, **kwargs):
-        from usdenoise.api import evaluate as evaluate_images
-
         return evaluate_images(*args, **kwargs)
 
 
