@@ -29,20 +29,6 @@ from pathlib import Path
 from usdenoise.core.errors import UsdenoiseError, one_line
 
 
-def publish_folder(staging: Path, out_dir: Path) -> None:
-    """Move every entry of a finished staging folder into `out_dir`, replacing what is there.
-
-    Commands write their whole output into a staging folder first, so a failure part-way
-    leaves nothing behind; this is the last step, run only once everything is written.
-    """
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    for item in Path(staging).iterdir():
-        target = Path(out_dir) / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        item.replace(target)
-
-
 def umask_mode(mode: int = 0o666) -> int:
     """`mode` with the process umask applied: the permissions of an ordinary new file."""
     umask = os.umask(0)

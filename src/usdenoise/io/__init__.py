@@ -5,7 +5,7 @@ dispatches on the file suffix. Every problem with a file is a one-line `Usdenois
 naming the file.
 """
 
-from usdenoise.core.files import atomic_write, make_temp_file, publish_folder
+from usdenoise.core.files import atomic_write, make_temp_file
 from usdenoise.io.common import (
     DICOM_SUFFIXES,
     IMAGE_SUFFIXES,
@@ -34,6 +34,6 @@ from usdenoise.io.images import (
 __all__ = [
     "DICOM_SUFFIXES", "IMAGE_SUFFIXES", "LUMA_WEIGHTS", "METAIMAGE_SUFFIXES", "PILLOW_SUFFIXES",
     "READERS", "WRITERS", "Decoded", "ImageInfo", "atomic_write", "check_input_file", "decode",
-    "image_info", "make_temp_file", "publish_folder", "read_frames", "read_image", "read_mask",
+    "image_info", "make_temp_file", "read_frames", "read_image", "read_mask",
     "read_raw", "to_tensor", "write_dicom", "write_image", "write_mask",
 ]

@@ -18,18 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from usdenoise.core.files import atomic_write
+from usdenoise.core.files import write_text_atomic
 
 # columns shown in tables, with the direction that counts as better
 HIGHER_IS_BETTER = {"psnr", "ssim", "ms_ssim", "enl", "cnr", "gcnr", "epi", "ssi_inverse"}
 LOWER_IS_BETTER = {"seconds_per_image", "ssi"}
 TABLE_COLUMNS = ["psnr", "ssim", "ms_ssim", "enl", "cnr", "gcnr", "epi", "ssi", "seconds_per_image"]
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-
-    with atomic_write(path) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`\[\]|])")
