@@ -44,9 +44,9 @@ def _pil_bits(img, path: Path) -> int:
         bits, _ = _png_header(path)
         return max(bits, 8) if mode != "P" else 8
     if img.format == "TIFF":
-        bits = img.tag_v2.get(258, (8,))
-        bits = bits if isinstance(bits, tuple) else (bits,)
-        return max(int(b) for b in bits)
+        tag = img.tag_v2.get(258, (8,))
+        samples = tag if isinstance(tag, tuple) else (tag,)
+        return max(int(b) for b in samples)
     return 8
 
 
