@@ -80,13 +80,14 @@ def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in samples[0]:
         values = [s.get(key) for s in samples]
-        if all(isinstance(v, torch.Tensor) for v in values):
-            shapes = {tuple(v.shape) for v in values}
+        tensors = [v for v in values if isinstance(v, torch.Tensor)]
+        if len(tensors) == len(values):
+            shapes = {tuple(v.shape) for v in tensors}
             if len(shapes) != 1:
                 raise UsdenoiseError(
                     f"cannot batch {key!r} of different sizes {sorted(shapes)}; load with size="
                 )
-            out[key] = torch.stack(values)
+            out[key] = torch.stack(tensors)
         else:
             out[key] = values
     return out

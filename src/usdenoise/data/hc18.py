@@ -180,7 +180,7 @@ class HC18Dataset(FileDataset):
             ))
 
     def load_mask(self, item: Item) -> torch.Tensor | None:
-
+        assert item.mask is not None  # every item listed in __init__ has one
         outline = read_raw(item.mask)
         filled, _ = fill_outline(outline, name=str(item.mask))
         return torch.from_numpy(filled.astype(np.int64))

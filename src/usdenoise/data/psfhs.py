@@ -52,7 +52,7 @@ class PSFHSDataset(FileDataset):
                                    image=path, mask=labels[path.stem]))
 
     def load_mask(self, item: Item) -> torch.Tensor | None:
-
+        assert item.mask is not None  # every item listed in __init__ has one
         mask = read_mask(item.mask)
         if mask.ndim == 3 and mask.shape[0] == 1:
             mask = mask[0]

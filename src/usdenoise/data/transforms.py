@@ -101,7 +101,7 @@ def _scaled_spacing(spacing: Any, in_hw: tuple[int, int], out_hw: tuple[int, int
 def _spatial_size(sample: Sample) -> tuple[int, int]:
     for key in IMAGE_KEYS + MASK_KEYS:
         if key in sample and isinstance(sample[key], torch.Tensor):
-            return tuple(sample[key].shape[-2:])  # type: ignore[return-value]
+            return tuple(sample[key].shape[-2:])
     raise UsdenoiseError("transform: the sample has no image or mask")
 
 

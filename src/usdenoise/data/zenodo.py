@@ -147,7 +147,7 @@ class ZenodoDataset(FileDataset):
         return sum(self.unmatched_pixels.values())
 
     def load_mask(self, item: Item) -> torch.Tensor | None:
-
+        assert item.mask is not None  # every item listed in __init__ has one
         labels, unmatched = colour_mask_to_classes(read_raw(item.mask), tolerance=self.tolerance)
         self.unmatched_pixels[item.id] = unmatched
         if unmatched:
