@@ -492,8 +492,8 @@ def _statistics(
     stds = tiles.flatten(1).std(1)
     ok = means > 0
     index = float((stds[ok] / means[ok]).mean()) if bool(ok.any()) else None
-    base = dict(patches=n, patch=p, shape=shape, positions=positions, mean=float(means.mean()),
-                speckle_index=index)
+    base: dict[str, Any] = dict(patches=n, patch=p, shape=shape, positions=positions,
+                                mean=float(means.mean()), speckle_index=index)
     if var0 <= 0:
         return SpeckleEstimate(**base, level=0.0, residual_std=0.0, sigma=0.0,
                                reason="no speckle in the tiles")

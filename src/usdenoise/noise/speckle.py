@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import torch
 from torch import nn
@@ -484,7 +484,8 @@ class Mixture(NoiseModel):
 
     @property
     def spec(self) -> str:
-        return f"{self.name}:" + "|".join(m.spec for m in self.components)
+        # nn.ModuleList yields nn.Module to the type checker; its items are NoiseModels
+        return f"{self.name}:" + "|".join(cast(NoiseModel, m).spec for m in self.components)
 
     def extra_repr(self) -> str:
         return "weights=" + ", ".join(f"{w:.3g}" for w in self.weights)
@@ -501,7 +502,7 @@ class Mixture(NoiseModel):
             index = (choice == k).nonzero().flatten()
             if index.numel() == 0:
                 continue
-            y, sub = model.draw(x[index.to(x.device)], generator=generator)
+            y, sub = cast(NoiseModel, model).draw(x[index.to(x.device)], generator=generator)
             out[index.to(x.device)] = y
             for i, item in zip(index.tolist(), sub, strict=True):
                 info[i] = item
