@@ -50,7 +50,8 @@ class DnCNN(nn.Module):
                 nn.BatchNorm2d(channels),
                 nn.ReLU(inplace=True),
             ]
-        layers.append(nn.Conv2d(channels, in_channels, 3, padding=1))
+        last = nn.Conv2d(channels, in_channels, 3, padding=1)
+        layers.append(last)
         self.body = nn.Sequential(*layers)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -58,7 +59,7 @@ class DnCNN(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
         # start close to the identity mapping (predicted noise ~ 0)
-        nn.init.normal_(layers[-1].weight, std=1e-3)
+        nn.init.normal_(last.weight, std=1e-3)
 
     @property
     def receptive_field(self) -> int:

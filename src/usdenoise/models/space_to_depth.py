@@ -3,6 +3,8 @@ half/quarter-resolution sub-images, which cuts the cost per pixel by s*s on a CP
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -19,7 +21,7 @@ def fold(x: torch.Tensor, shuffle: int, *, multiple: int = 1) -> torch.Tensor:
     return F.pixel_unshuffle(x, shuffle) if shuffle > 1 else x
 
 
-def unfold(y: torch.Tensor, shuffle: int, size: tuple[int, int]) -> torch.Tensor:
+def unfold(y: torch.Tensor, shuffle: int, size: Sequence[int]) -> torch.Tensor:
     """Inverse of `fold`: PixelShuffle and crop back to `size` (H, W)."""
     if shuffle > 1:
         y = F.pixel_shuffle(y, shuffle)

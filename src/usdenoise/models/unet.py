@@ -76,6 +76,7 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(widths[0], folded, 1)
         if residual:
             nn.init.normal_(self.head.weight, std=1e-3)
+            assert self.head.bias is not None  # nn.Conv2d's default bias=True
             nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -109,6 +110,7 @@ def read_vgg16_state(path: str | os.PathLike[str] | None) -> dict[str, torch.Ten
     p = Path(path)
     if not p.is_file():
         raise UsdenoiseError(f"{p}: VGG16 weights file not found; {HOW_TO_GET}")
+    state: Any  # safetensors gives a dict of tensors; torch.load whatever the file holds
     if p.suffix.lower() == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
