@@ -107,7 +107,7 @@ def hd95_per_class(pred: Any, target: Any, num_classes: int, *,
     return out
 
 
-def nanmean(values: Sequence[float]) -> float | None:
+def nanmean(values: Sequence[float | None] | np.ndarray) -> float | None:
     finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     return sum(finite) / len(finite) if finite else None
 
