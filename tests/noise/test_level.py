@@ -8,12 +8,16 @@ import pytest
 import torch
 
 from usdenoise.core.errors import UsdenoiseError
+from usdenoise.noise import make_noise
 from usdenoise.noise.level import (
     LEVEL_SCALE,
     added_level,
     correlated_noise,
+    dilog,
     estimate_level,
     level_map,
+    log_speckle_correlation,
+    speckle_correlation_kernel,
 )
 
 
@@ -69,3 +73,33 @@ def test_correlated_noise_has_unit_variance_and_the_stated_correlation() -> None
         assert rho == pytest.approx(math.exp(-lag**2 / (4 * sigma**2)), abs=0.05)
     white = correlated_noise((2, 1, 64, 64), axial=0, lateral=0, generator=g)
     assert float(white.std()) == pytest.approx(1.0, rel=0.05)
+
+
+def test_dilog_and_the_physics_speckle_correlation() -> None:
+    assert float(dilog(torch.tensor(1.0))) == pytest.approx(math.pi**2 / 6, abs=1e-9)
+    assert float(dilog(torch.tensor(0.5))) == pytest.approx(math.pi**2 / 12 - math.log(2)**2 / 2,
+                                                            abs=1e-9)
+    # the physics model's log speckle at PSF widths 1.5 (depth) x 2.5 px: lag-1 correlations
+    x = torch.full((4, 1, 128, 128), 0.6)
+    model = make_noise("physics:0.1")
+    z = (model(x, generator=torch.Generator().manual_seed(0)) - model.noise_free(x))
+    z = z[..., 16:-16, 16:-16] - z.mean()
+    v = z.square().mean()
+    axial = float((z[..., 1:, :] * z[..., :-1, :]).mean() / v)
+    lateral = float((z[..., :, 1:] * z[..., :, :-1]).mean() / v)
+    assert axial == pytest.approx(float(log_speckle_correlation(torch.tensor(1.0), 1.5)), abs=0.04)
+    assert lateral == pytest.approx(float(log_speckle_correlation(torch.tensor(1.0), 2.5)),
+                                    abs=0.04)
+
+
+def test_speckle_correlated_noise_has_the_log_speckle_correlation() -> None:
+    n = correlated_noise((200, 1, 64, 64), axial=1.5, lateral=2.5, correlation="speckle",
+                         generator=torch.Generator().manual_seed(3))
+    assert float(n.std()) == pytest.approx(1.0, rel=0.02)
+    kernel = speckle_correlation_kernel((64, 64), 1.5, 2.5)
+    var = float(n.square().mean())
+    for dz, dx in ((1, 0), (0, 1), (2, 0), (0, 3), (1, 1)):
+        measured = float((n[..., dz:, dx:] * n[..., : 64 - dz, : 64 - dx]).mean()) / var
+        assert measured == pytest.approx(float(kernel[dz, dx]), abs=0.02), (dz, dx)
+    with pytest.raises(UsdenoiseError, match="correlation 'pink'"):
+        correlated_noise((1, 1, 8, 8), axial=1, lateral=1, correlation="pink")

@@ -19,6 +19,8 @@ from usdenoise.core.errors import UsdenoiseError
 from usdenoise.denoise import make_denoiser
 from usdenoise.io import write_image
 from usdenoise.noise import make_noise
+from usdenoise.noise.estimate import aggregate, estimate_speckle
+from usdenoise.noise.level import speckle_correlation_kernel
 from usdenoise.training.config import SELF_SUPERVISED, TrainConfig, config_from_dict
 from usdenoise.training.loop import fit
 from usdenoise.training.state import STATE_FILE
@@ -27,13 +29,11 @@ from usdenoise.training.tasks.selfsupervised import (
     NEIGHBOUR_PAIRS,
     SpeckleStats,
     cell_lattices,
-    correlated_noise,
-    correlation_kernel,
-    dilog,
-    estimate_speckle_standin,
-    log_speckle_correlation,
+    estimate_patch,
+    measure_speckle,
     neighbour_subsample,
     recorrupt,
+    speckle_noise,
 )
 
 torch.set_num_threads(1)
@@ -72,27 +72,10 @@ def _scans(folder: Path, count: int) -> Path:
 # --- the draws ------------------------------------------------------------------------------
 
 
-def test_dilog_and_the_physics_speckle_correlation() -> None:
-    assert float(dilog(torch.tensor(1.0))) == pytest.approx(math.pi**2 / 6, abs=1e-9)
-    assert float(dilog(torch.tensor(0.5))) == pytest.approx(math.pi**2 / 12 - math.log(2)**2 / 2,
-                                                            abs=1e-9)
-    # the physics model's log speckle at PSF widths 1.5 (depth) x 2.5 px: lag-1 correlations
-    x = torch.full((4, 1, 128, 128), 0.6)
-    model = make_noise("physics:0.1")
-    z = (model(x, generator=torch.Generator().manual_seed(0)) - model.noise_free(x))
-    z = z[..., 16:-16, 16:-16] - z.mean()
-    v = z.square().mean()
-    axial = float((z[..., 1:, :] * z[..., :-1, :]).mean() / v)
-    lateral = float((z[..., :, 1:] * z[..., :, :-1]).mean() / v)
-    assert axial == pytest.approx(float(log_speckle_correlation(torch.tensor(1.0), 1.5)), abs=0.04)
-    assert lateral == pytest.approx(float(log_speckle_correlation(torch.tensor(1.0), 2.5)),
-                                    abs=0.04)
-
-
 def test_r2r_pair_has_the_stated_mean_and_covariance() -> None:
     stats = SpeckleStats(0.1, 1.5, 2.5)
     y = torch.rand(1, 1, 64, 64).expand(400, 1, 64, 64)
-    n = correlated_noise(tuple(y.shape), stats, generator=torch.Generator().manual_seed(1))
+    n = speckle_noise(tuple(y.shape), stats, generator=torch.Generator().manual_seed(1))
     alpha = 0.5
     inp, tgt = recorrupt(y, n, alpha)
     a, b = inp - y, tgt - y  # the added noises: α·n and −n/α
@@ -101,7 +84,7 @@ def test_r2r_pair_has_the_stated_mean_and_covariance() -> None:
     assert float(a.std()) == pytest.approx(alpha * 0.1, rel=0.02)
     assert float(b.std()) == pytest.approx(0.1 / alpha, rel=0.02)
     assert float((a * b).mean()) == pytest.approx(-0.01, rel=0.03)  # cov = −Σ: cancels in sum
-    kernel = correlation_kernel((64, 64), 1.5, 2.5)
+    kernel = speckle_correlation_kernel((64, 64), 1.5, 2.5)
     var = float(n.square().mean())
     for dz, dx in ((1, 0), (0, 1), (2, 0), (0, 3), (1, 1)):
         measured = float((n[..., dz:, dx:] * n[..., : 64 - dz, : 64 - dx]).mean()) / var
@@ -132,14 +115,38 @@ def test_nb2nb_subsampler_picks_neighbouring_cells_at_the_stride() -> None:
     assert len(NEIGHBOUR_PAIRS) == 8
 
 
-def test_speckle_standin_estimates_level_and_widths() -> None:
+def test_r2r_statistics_are_the_inspect_estimate() -> None:
+    """The r2r statistics are `noise.estimate`'s (what `usdenoise inspect` reports): the
+    median over the images of the level and the fitted physics PSF widths. Phantoms with
+    physics speckle of PSF 1.5 x 2.5 px, sigma 0.1: measured within 15 % / 0.5 px."""
     from usdenoise.data import make_phantom
 
-    clean = make_phantom(128, seed=3)["image"].float()
-    noisy = make_noise("physics:0.1")(clean[None], generator=torch.Generator().manual_seed(0))
-    stats = estimate_speckle_standin(noisy[0])
-    assert 0.07 < stats.sigma < 0.15
-    assert 1.0 < stats.axial_sigma < 2.0 and 1.8 < stats.lateral_sigma < 3.2
+    noise = make_noise("physics:0.1")
+    images = [noise(make_phantom(128, seed=i)["image"].float()[None],
+                    generator=torch.Generator().manual_seed(i))[0] for i in range(6)]
+    stats, found = measure_speckle(images)
+    expected = aggregate(estimate_speckle(x, patch=estimate_patch(x.shape)) for x in images)
+    assert stats == SpeckleStats(expected.sigma, expected.axial_sigma, expected.lateral_sigma)
+    assert found.measured >= 4
+    assert stats.sigma == pytest.approx(0.1, rel=0.15)
+    assert stats.axial_sigma == pytest.approx(1.5, abs=0.5)
+    assert stats.lateral_sigma == pytest.approx(2.5, abs=0.5)
+    assert estimate_patch((1, 540, 800)) == 32  # HC18 at its own size: inspect's tile
+
+
+def test_r2r_on_images_without_homogeneous_speckle_is_one_line(tmp_path: Path) -> None:
+    """Flat, noise-free scans: nothing to measure; one line naming the ss_* options."""
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for i in range(5):
+        write_image(folder / f"flat{i}.png", torch.full((1, 64, 64), 0.2 + 0.1 * i))
+    with pytest.raises(UsdenoiseError) as info:
+        fit(TrainConfig(data=f"folder:{folder}", crop=32, batch_size=2, epochs=1, limit=1,
+                        model={"channels": [4, 4, 4, 4]}, device="cpu", progress=False,
+                        self_supervised="r2r", out=str(tmp_path / "run")))
+    message = str(info.value)
+    assert "\n" not in message and "no homogeneous speckle" in message
+    assert "ss_level" in message and not (tmp_path / "run" / "model.safetensors").exists()
 
 
 # --- training -------------------------------------------------------------------------------
@@ -188,6 +195,8 @@ def test_folder_of_mixed_sizes_and_bit_depths(tmp_path: Path) -> None:
     meta = json.loads(best.with_suffix(".json").read_text())
     stats = meta["meta"]["self_supervised"]["speckle"]
     assert meta["kind"] == "denoiser" and 0.03 < stats["sigma"] < 0.3
+    measured = meta["meta"]["self_supervised"]["speckle_estimate"]
+    assert measured["measured"] >= 1 and measured["physics"]["sigma"] == stats["sigma"]
 
 
 # --- errors ---------------------------------------------------------------------------------

@@ -15,9 +15,18 @@ levels measured on the noisy and the clean image), so a scan that already carrie
 speckle learns to lose only what was added, while a user's scan at inference is told to
 lose the level it shows.
 
-`correlated_noise` draws zero-mean Gaussian noise with a separable Gaussian correlation
-(widths `axial` along rows = depth, `lateral` along columns) and unit standard deviation:
-a stand-in for native speckle grain in the displayed (log-compressed) image.
+`correlated_noise` draws zero-mean, unit-variance Gaussian noise correlated like speckle
+grain in the displayed (log-compressed) image, widths `axial` along rows (depth) and
+`lateral` along columns, in one of two forms:
+
+* `correlation="gaussian"` (default): white noise through a separable Gaussian blur of
+  those widths, so the correlation at lag d is exp(-d²/4σ²) per axis (reflect padding).
+* `correlation="speckle"`: exactly the correlation of log-compressed fully developed speckle
+  from a Gaussian PSF of those widths (the `physics` model's `axial_sigma`,
+  `lateral_sigma`): the intensity correlation is |μ|² = exp(-dz²/2σa² - dx²/2σl²) and the
+  log turns it into 6/π²·Li2(|μ|²) (`log_speckle_correlation`). White noise is shaped in the
+  Fourier domain by the square root of that spectrum (a circulant covariance, exact for lags
+  below half the image); this is what Recorrupted-to-Recorrupted training draws.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from usdenoise.core.errors import UsdenoiseError
 from usdenoise.core.tensors import check_batch
 
 TILE = 16
@@ -34,6 +44,8 @@ QUANTILE = 0.3
 MIN_TILES = 4
 #: the level map fed to a network is `level * LEVEL_SCALE` (values of order one)
 LEVEL_SCALE = 10.0
+#: the forms of `correlated_noise`
+CORRELATIONS = ("gaussian", "speckle")
 
 
 def _gaussian_kernel(sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -100,13 +112,70 @@ def level_map(level: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return value.expand(like.shape[0], 1, *like.shape[-2:])
 
 
+def dilog(x: torch.Tensor) -> torch.Tensor:
+    """Li2(x) for x in [0, 1] (series below 1/2, Euler's reflection above)."""
+    x = x.double().clamp(0.0, 1.0)
+    k = torch.arange(1, 60, dtype=torch.float64, device=x.device)
+
+    def series(v: torch.Tensor) -> torch.Tensor:
+        return (v[..., None] ** k / k.square()).sum(-1)
+
+    high = x > 0.5
+    low_part = series(torch.where(high, torch.zeros_like(x), x))
+    y = torch.where(high, 1.0 - x, torch.zeros_like(x))
+    reflected = (math.pi**2 / 6 - torch.log(x.clamp_min(1e-300)) * torch.log(y.clamp_min(1e-300))
+                 - series(y))
+    return torch.where(high, reflected, low_part)
+
+
+def log_speckle_correlation(lag2: torch.Tensor, width: float) -> torch.Tensor:
+    """Correlation of log-compressed speckle at squared lag `lag2` (pixels²) for a Gaussian
+    PSF of `width` px along that axis: 6/π²·Li2(exp(-lag²/2w²)); white for width 0."""
+    if width <= 0:
+        return (lag2 == 0).double()
+    return dilog(torch.exp(-lag2.double() / (2 * width**2))) * (6 / math.pi**2)
+
+
+def speckle_correlation_kernel(shape: tuple[int, int], axial: float, lateral: float
+                               ) -> torch.Tensor:
+    """The log-speckle correlation on a periodic (H, W) grid of lags (rows: depth)."""
+    h, w = shape
+    dz = torch.arange(h, dtype=torch.float64)
+    dx = torch.arange(w, dtype=torch.float64)
+    dz, dx = torch.minimum(dz, h - dz), torch.minimum(dx, w - dx)
+    if axial <= 0 or lateral <= 0:  # separable limits: white along an axis
+        cz = (dz == 0).double() if axial <= 0 else torch.exp(-dz**2 / (2 * axial**2))
+        cx = (dx == 0).double() if lateral <= 0 else torch.exp(-dx**2 / (2 * lateral**2))
+        return dilog(cz[:, None] * cx[None, :]) * (6 / math.pi**2)
+    mu2 = torch.exp(-dz[:, None] ** 2 / (2 * axial**2) - dx[None, :] ** 2 / (2 * lateral**2))
+    return dilog(mu2) * (6 / math.pi**2)
+
+
+def _shaped_by_spectrum(white: torch.Tensor, axial: float, lateral: float) -> torch.Tensor:
+    h, w = white.shape[-2:]
+    spectrum = torch.fft.fft2(speckle_correlation_kernel((h, w), axial, lateral)).real
+    spectrum = spectrum.clamp_min(0.0)
+    spectrum = spectrum / spectrum.mean()  # unit variance (also after the clamping)
+    amplitude = spectrum[:, : w // 2 + 1].sqrt().float().to(white.device)
+    return torch.fft.irfft2(torch.fft.rfft2(white) * amplitude, s=(h, w))
+
+
 def correlated_noise(shape: tuple[int, ...], *, axial: float, lateral: float,
-                     generator: torch.Generator | None = None,
-                     device: torch.device | str = "cpu") -> torch.Tensor:
-    """Zero-mean, unit-variance Gaussian noise `[B,1,H,W]` with a Gaussian correlation of
-    widths `axial` (rows) and `lateral` (columns) in pixels (0: white along that axis)."""
-    where = generator.device if generator is not None else torch.device(device)
-    white = torch.randn(shape, generator=generator, device=where).to(device)
+                     correlation: str = "gaussian", generator: torch.Generator | None = None,
+                     device: torch.device | str | None = None) -> torch.Tensor:
+    """Zero-mean, unit-variance Gaussian noise `[..., H, W]` correlated over widths `axial`
+    (rows) and `lateral` (columns) in pixels (0: white along that axis); `correlation`
+    "gaussian" (blurred white noise, `[B,1,H,W]`) or "speckle" (log-compressed speckle of a
+    Gaussian PSF), see the module docstring. Drawn on the generator's device, returned on
+    `device` (default: that device)."""
+    if correlation not in CORRELATIONS:
+        raise UsdenoiseError(f"correlated_noise: correlation {correlation!r}: choose "
+                             f"{' or '.join(CORRELATIONS)}")
+    where = generator.device if generator is not None else torch.device(device or "cpu")
+    white = torch.randn(shape, generator=generator, device=where)
+    if correlation == "speckle":
+        return _shaped_by_spectrum(white, axial, lateral).to(device or where)
+    white = white.to(device or where)
     field = _blur(white, axial, lateral)
     gain = 1.0
     for sigma in (axial, lateral):

@@ -12,8 +12,11 @@ correlated over the PSF and of one level:
   covariance Σ the two corruptions are independent, so the mean squared error to the target
   equals, up to a constant, the supervised error of denoising `y + α·n` (noise covariance
   (1+α²)Σ). `n` has exactly the covariance of log-compressed fully developed speckle from a
-  Gaussian PSF of widths `axial` x `lateral` (`log_speckle_correlation`), level `ss_level`;
-  unset statistics are estimated from the images.
+  Gaussian PSF of widths `ss_axial` x `ss_lateral` px, std `ss_level`
+  (`noise.level.correlated_noise`, "speckle"). Unset statistics are measured on up to
+  `ESTIMATE_IMAGES` training images by `noise.estimate.estimate_speckle` (what `usdenoise
+  inspect` reports: homogeneous tiles, grain FWHM axial and lateral, level, and the
+  `physics` PSF widths fitted to the FWHMs), the median over the images with tiles.
 * `nb2nb`, Neighbor2Neighbor (Huang, Li, Jia, Lu, Liu, "Neighbor2Neighbor: Self-Supervised
   Denoising from Single Noisy Images", CVPR 2021) on cells of `ss_stride` pixels: the image
   is read as the `stride²` sub-lattices `y[r::s, c::s]` (on which speckle of grain below `s`
@@ -29,7 +32,6 @@ image, plus PSNR/SSIM of `f(y)` against the clean image when there is one.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -43,6 +45,8 @@ from usdenoise.data import load_dataset
 from usdenoise.metrics import psnr, ssim
 from usdenoise.models import build_network
 from usdenoise.noise import make_noise
+from usdenoise.noise.estimate import DatasetSpeckleEstimate, aggregate, estimate_speckle
+from usdenoise.noise.level import correlated_noise
 from usdenoise.training.config import TrainConfig
 from usdenoise.training.distributed import World
 
@@ -67,105 +71,30 @@ class SpeckleStats:
     lateral_sigma: float
 
 
-def estimate_speckle_standin(image: torch.Tensor, *, tile: int = 16) -> SpeckleStats:
-    """A simple stand-in for `usdenoise.noise.estimate.estimate_speckle` (same meaning).
-
-    TODO: swap for `usdenoise.noise.estimate.estimate_speckle` once that module exists.
-    Level: median std of `tile` x `tile` tiles with mean in (0.15, 0.85) (no clipping).
-    Widths: lag-1 correlation of the tile residuals along each axis, inverted through
-    `log_speckle_correlation`.
-    """
-    x = image.double().reshape(-1, *image.shape[-2:])[0]
-    h, w = (x.shape[0] // tile) * tile, (x.shape[1] // tile) * tile
-    if h == 0 or w == 0:
-        raise UsdenoiseError(f"speckle estimate: image {tuple(x.shape)} is smaller than "
-                             f"{tile}x{tile}")
-    tiles = x[:h, :w].reshape(h // tile, tile, w // tile, tile).permute(0, 2, 1, 3)
-    tiles = tiles.reshape(-1, tile, tile)
-    means = tiles.mean(dim=(1, 2))
-    keep = (means > 0.15) & (means < 0.85)
-    if int(keep.sum()) < 2:
-        keep = torch.ones_like(keep)
-    stds = tiles[keep].std(dim=(1, 2))
-    order = stds.argsort()[: max(1, len(stds) // 2)]  # the calmer half: no edges
-    res = tiles[keep][order]
-    res = res - res.mean(dim=(1, 2), keepdim=True)
-    power = res.square().sum().clamp_min(1e-12)
-    rho_axial = float((res[:, 1:, :] * res[:, :-1, :]).sum() / power)
-    rho_lateral = float((res[:, :, 1:] * res[:, :, :-1]).sum() / power)
-    return SpeckleStats(float(stds.median()), _width_for(rho_axial), _width_for(rho_lateral))
+def estimate_patch(shape: tuple[int, ...]) -> int:
+    """Tile side of the speckle estimate: 32 px (`usdenoise inspect`'s) on images of 256 px
+    and more, else 16 px; small images have too few homogeneous 32 px tiles, and those
+    they have straddle edges, which widens the measured grain."""
+    return 32 if min(shape[-2:]) >= 256 else 16
 
 
-def _width_for(rho: float) -> float:
-    """PSF width whose log-speckle lag-1 correlation is `rho` (bisection)."""
-    if rho <= 0.01:
-        return 0.0
-    low, high = 0.05, 20.0
-    for _ in range(50):
-        mid = 0.5 * (low + high)
-        if float(log_speckle_correlation(torch.tensor([1.0]), mid)) < rho:
-            low = mid
-        else:
-            high = mid
-    return 0.5 * (low + high)
+def measure_speckle(images: list[torch.Tensor]) -> tuple[SpeckleStats | None,
+                                                         DatasetSpeckleEstimate]:
+    """`noise.estimate.estimate_speckle` on each image (homogeneous tiles, grain FWHM, level,
+    fitted `physics` PSF widths), medians over the images with tiles. The stats are None
+    when no image had a homogeneous tile."""
+    found = aggregate(estimate_speckle(x, patch=estimate_patch(tuple(x.shape))) for x in images)
+    if found.sigma is None or found.axial_sigma is None or found.lateral_sigma is None:
+        return None, found
+    return SpeckleStats(found.sigma, found.axial_sigma, found.lateral_sigma), found
 
 
-def dilog(x: torch.Tensor) -> torch.Tensor:
-    """Li2(x) for x in [0, 1] (series below 1/2, Euler's reflection above)."""
-    x = x.double().clamp(0.0, 1.0)
-    k = torch.arange(1, 60, dtype=torch.float64, device=x.device)
-
-    def series(v: torch.Tensor) -> torch.Tensor:
-        return (v[..., None] ** k / k.square()).sum(-1)
-
-    high = x > 0.5
-    low_part = series(torch.where(high, torch.zeros_like(x), x))
-    y = torch.where(high, 1.0 - x, torch.zeros_like(x))
-    reflected = (math.pi**2 / 6 - torch.log(x.clamp_min(1e-300)) * torch.log(y.clamp_min(1e-300))
-                 - series(y))
-    return torch.where(high, reflected, low_part)
-
-
-def log_speckle_correlation(lag2: torch.Tensor, width: float) -> torch.Tensor:
-    """Correlation of log-compressed speckle at squared lag `lag2` (in units of pixels²) for
-    a Gaussian PSF of `width` px along that axis: the intensity correlation of fully developed
-    speckle is |μ|² = exp(−d²/2w²) and the log turns it into 6/π²·Li2(|μ|²)."""
-    if width <= 0:
-        return (lag2 == 0).double()
-    return dilog(torch.exp(-lag2.double() / (2 * width**2))) * (6 / math.pi**2)
-
-
-def correlation_kernel(shape: tuple[int, int], axial: float, lateral: float) -> torch.Tensor:
-    """The speckle correlation on a periodic (H, W) grid of lags (rows: depth)."""
-    h, w = shape
-    dz = torch.arange(h, dtype=torch.float64)
-    dx = torch.arange(w, dtype=torch.float64)
-    dz, dx = torch.minimum(dz, h - dz), torch.minimum(dx, w - dx)
-    if axial <= 0 or lateral <= 0:  # separable limits: white along an axis
-        cz = (dz == 0).double() if axial <= 0 else torch.exp(-dz**2 / (2 * axial**2))
-        cx = (dx == 0).double() if lateral <= 0 else torch.exp(-dx**2 / (2 * lateral**2))
-        return dilog(cz[:, None] * cx[None, :]) * (6 / math.pi**2)
-    mu2 = torch.exp(-dz[:, None] ** 2 / (2 * axial**2) - dx[None, :] ** 2 / (2 * lateral**2))
-    return dilog(mu2) * (6 / math.pi**2)
-
-
-def correlated_noise(shape: tuple[int, ...], stats: SpeckleStats, *,
-                     generator: torch.Generator, device: torch.device | None = None
-                     ) -> torch.Tensor:
-    """Gaussian noise [..., H, W] of std `stats.sigma` and the speckle's correlation.
-
-    White noise is shaped in the Fourier domain by the square root of the correlation's
-    spectrum (a circulant covariance: exact for lags below half the crop).
-    """
-    h, w = shape[-2:]
-    white = torch.randn(shape, generator=generator, device=generator.device,
-                        dtype=torch.float32)
-    kernel = correlation_kernel((h, w), stats.axial_sigma, stats.lateral_sigma)
-    spectrum = torch.fft.fft2(kernel).real.clamp_min(0.0)
-    spectrum = spectrum / spectrum.mean()  # unit variance (also after the clamping)
-    amplitude = spectrum[:, : w // 2 + 1].sqrt().float().to(white.device)
-    noise = torch.fft.irfft2(torch.fft.rfft2(white) * amplitude, s=(h, w))
-    return (noise * stats.sigma).to(device or white.device)
+def speckle_noise(shape: tuple[int, ...], stats: SpeckleStats, *,
+                  generator: torch.Generator) -> torch.Tensor:
+    """Gaussian noise [..., H, W] of std `stats.sigma` with the correlation of log-compressed
+    speckle of the measured grain (`noise.level.correlated_noise`, "speckle")."""
+    return correlated_noise(shape, axial=stats.axial_sigma, lateral=stats.lateral_sigma,
+                            correlation="speckle", generator=generator) * stats.sigma
 
 
 def recorrupt(y: torch.Tensor, n: torch.Tensor, alpha: float
@@ -251,6 +180,7 @@ class SelfSupervisedTask:
         self.keys = ("image", "clean") if self.simulated else ("image",)
         self.figures = ("psnr", "ssim") if self.simulated else ()
         self.stats: SpeckleStats | None = None
+        self.estimate: DatasetSpeckleEstimate | None = None
         count = len(load_dataset(config.data, size=config.image_size))
         if count < MIN_IMAGES:
             raise UsdenoiseError(f"{config.data}: {count} image{'s' * (count != 1)}; "
@@ -276,12 +206,16 @@ class SelfSupervisedTask:
         given = (c.ss_level, c.ss_axial, c.ss_lateral)
         if all(v is not None for v in given):
             return SpeckleStats(*given)
-        found = [estimate_speckle_standin(dataset[i]["image"])
-                 for i in indices[:ESTIMATE_IMAGES]]
-        median = [float(torch.tensor([getattr(s, k) for s in found]).median())
-                  for k in ("sigma", "axial_sigma", "lateral_sigma")]
-        return SpeckleStats(*(g if g is not None else m for g, m in zip(given, median,
-                                                                         strict=True)))
+        images = [dataset[i]["image"] for i in indices[:ESTIMATE_IMAGES]]
+        measured, self.estimate = measure_speckle(images)
+        if measured is None:
+            why = next((e.reason for e in self.estimate.estimates if e.reason), "")
+            raise UsdenoiseError(
+                f"{c.data}: r2r found no homogeneous speckle to measure in {len(images)} "
+                f"training image{'s' * (len(images) != 1)} ({why}); give ss_level, ss_axial "
+                "and ss_lateral in a --config file, or use --self-supervised nb2nb")
+        return SpeckleStats(*(g if g is not None else m for g, m in
+                              zip(given, asdict(measured).values(), strict=True)))
 
     def loss_inputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> dict:
         return {}
@@ -290,6 +224,8 @@ class SelfSupervisedTask:
         meta: dict[str, Any] = {"method": self.method}
         if self.stats is not None:
             meta["speckle"] = asdict(self.stats)
+        if self.estimate is not None:  # what was measured (noise.estimate)
+            meta["speckle_estimate"] = self.estimate.to_dict(per_image=False)
         return {"self_supervised": meta}
 
     # -- draws -----------------------------------------------------------------------------
@@ -297,7 +233,7 @@ class SelfSupervisedTask:
     def _draw(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         """The method's random draw for a batch of `shape` [B, C, H, W]."""
         if self.method == "r2r":
-            return correlated_noise(shape, self.stats, generator=generator)
+            return speckle_noise(shape, self.stats, generator=generator)
         return torch.randint(0, len(NEIGHBOUR_PAIRS), choice_shape(shape, self.config.ss_stride),
                              generator=generator, device=generator.device)
 
