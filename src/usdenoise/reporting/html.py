@@ -220,6 +220,11 @@ def evaluate_page(folder: Path) -> Page:
 # train
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """`value` when it is a JSON object, else {} (the run files may lack any section)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _epoch_rows(rows: list[dict[str, Any]], limit: int = 40) -> list[dict[str, Any]]:
     if len(rows) <= limit:
         return rows
@@ -253,14 +258,14 @@ def train_page(folder: Path) -> Page:
     model = read_json(folder / "model.json")
     if not isinstance(model, dict):
         raise UsdenoiseError(f"{folder / 'model.json'}: expected a JSON object")
-    meta = model.get("meta") if isinstance(model.get("meta"), dict) else {}
-    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    meta = _object(model.get("meta"))
+    config = _object(meta.get("config"))
+    data = _object(meta.get("data"))
     best_doc = read_json(folder / "model_best.json") if (folder / "model_best.json").is_file() \
         else {}
     best = best_doc.get("metrics", {}) if isinstance(best_doc, dict) else {}
     rows = read_csv(folder / "metrics.csv")
-    images = data.get("images") if isinstance(data.get("images"), dict) else {}
+    images = _object(data.get("images"))
     page = Page(title=f"usdenoise train: {model.get('arch', '?')} on "
                       f"{data.get('spec') or config.get('data') or '?'}",
                 subtitle=f"Training run in {folder.name}: loss curves and validation metrics.")
@@ -323,9 +328,9 @@ def study_page(folder: Path) -> Page:
     doc = read_json(folder / "study.json")
     if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
         raise UsdenoiseError(f"{folder / 'study.json'}: expected a study document with records")
-    settings = doc.get("settings") if isinstance(doc.get("settings"), dict) else {}
+    settings = _object(doc.get("settings"))
     records = [r for r in doc["records"] if isinstance(r, dict)]
-    splits = doc.get("splits") if isinstance(doc.get("splits"), dict) else {}
+    splits = _object(doc.get("splits"))
     page = Page(title=f"usdenoise study: {settings.get('data', folder.name)}",
                 subtitle="Does denoising help segmentation? Means over test subjects with 95% "
                          "bootstrap intervals; Δ = arm − none, paired by subject.")
@@ -361,8 +366,9 @@ def study_page(folder: Path) -> Page:
              "hc_abs_error_mm_diff": _diff("hc_abs_error_mm", 2),
              "area_bias": _ci("area_bias", 3), "psnr": _ci("psnr", 2),
              "strength": lambda r: compact(number(r.get("strength")))}
-    protocols = {"A": "Protocol A: segmenter trained on original images, tested on processed "
-                      "ones", "B": "Protocol B: segmenter trained and tested on processed images"}
+    protocols: dict[Any, str] = {
+        "A": "Protocol A: segmenter trained on original images, tested on processed ones",
+        "B": "Protocol B: segmenter trained and tested on processed images"}
     tables = [LEGEND.format(base="<code>none</code> arm")]
     for protocol in dict.fromkeys(r.get("protocol") for r in records):
         part = [r for r in records if r.get("protocol") == protocol]
@@ -377,7 +383,7 @@ def study_page(folder: Path) -> Page:
                                         labels=labels, extra=extra))
     page.add("Summary", "".join(tables))
 
-    targets = doc.get("targets") if isinstance(doc.get("targets"), dict) else {}
+    targets = _object(doc.get("targets"))
     if targets:
         lines = []
         for name, t in targets.items():

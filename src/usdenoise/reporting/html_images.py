@@ -197,6 +197,7 @@ def _one_grid(folder: Path, image_id: str, methods: list[str], per_image: list[d
     top, bottom = [], []
     for label in columns:
         array = clean if label == CLEAN else images[label]
+        assert array is not None  # CLEAN is a column only when clean is given
         value = scores.get(label)
         if value is None and clean is not None and label != CLEAN and array.shape == clean.shape:
             value = psnr(array, clean)
@@ -207,7 +208,7 @@ def _one_grid(folder: Path, image_id: str, methods: list[str], per_image: list[d
                    f'<figcaption><span class="label">{esc(label)}</span><br>'
                    f'<span class="value">{esc(caption)}</span></figcaption></figure>')
         if label == CLEAN:
-            bottom.append(f'<figure>{img(array_png(with_box(clean, corner, size)), "whole image")}'
+            bottom.append(f'<figure>{img(array_png(with_box(array, corner, size)), "whole image")}'
                           '<figcaption><span class="value">whole image, crop in red'
                           "</span></figcaption></figure>")
         elif label in diffs:

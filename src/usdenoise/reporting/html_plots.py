@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from usdenoise.reporting.figures import pyplot
@@ -87,9 +87,9 @@ def quality_vs_time(records: Sequence[dict[str, Any]], metric: str, *,
         groups.setdefault((r.get("noise"), r.get("level")), []).append(r)
     panels = []
     for (noise, level), rows in groups.items():
-        pts = [(r.get("method"), number(r.get("seconds_per_image")), number(r.get(metric)))
+        raw = [(r.get("method"), number(r.get("seconds_per_image")), number(r.get(metric)))
                for r in rows if r.get("method") != baseline]
-        pts = [(m, t, q) for m, t, q in pts
+        pts = [(m, t, q) for m, t, q in raw
                if t is not None and q is not None and t > 0 and math.isfinite(q)]
         if pts:
             base = next((number(r.get(metric)) for r in rows if r.get("method") == baseline), None)
@@ -131,7 +131,7 @@ def quality_vs_time(records: Sequence[dict[str, Any]], metric: str, *,
     return figure_png(fig)
 
 
-def curves(x: Sequence[float], series: dict[str, Sequence[float | None]], *, xlabel: str,
+def curves(x: Sequence[float], series: Mapping[str, Sequence[float | None]], *, xlabel: str,
            ylabel: str, title: str, log_y: bool = False,
            integer_x: bool = False) -> bytes | None:
     """Lines of y against x (loss curves, validation metrics); gaps for missing values."""
