@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from usdenoise.checkpoint import save_model
 from usdenoise.core.errors import UsdenoiseError
 from usdenoise.training.config import TrainConfig
 from usdenoise.training.distributed import World, is_main_process, pick_device
@@ -51,3 +52,49 @@ def test_single_process_world_and_devices() -> None:
     assert pick_device("cpu").type == "cpu"
     with pytest.raises(UsdenoiseError, match="not a device"):
         pick_device("gpu0")
+
+
+def _world() -> World:
+    return World(rank=0, size=1, local_rank=0, device=torch.device("cpu"))
+
+
+def test_denoise_task_zoom_shrinks_batches_within_the_range_and_repeats_per_seed() -> None:
+    config = TrainConfig(data="phantom:4", arch="unet", noise="rayleigh:0.3", zoom=0.5,
+                         native=0.5)
+    clean = torch.rand(4, 1, 96, 96)
+    shapes = set()
+    for seed in range(8):
+        x, target = DenoiseTask(config).batch(
+            {"image": clean}, torch.Generator().manual_seed(seed), _world())
+        assert x.shape == target.shape
+        h, w = x.shape[-2:]
+        assert 48 <= h <= 96 and 48 <= w <= 96 and h % 8 == 0 and w % 8 == 0
+        shapes.add((h, w))
+        again, _ = DenoiseTask(config).batch(
+            {"image": clean}, torch.Generator().manual_seed(seed), _world())
+        assert torch.equal(x, again)
+    assert (96, 96) in shapes and len(shapes) > 2  # half the batches; the factor is drawn
+    # a shrunk clean crop is the area mean of the original: the mean grey level is kept
+    for seed in range(8):
+        small, zoomed = DenoiseTask(config)._zoom(clean, torch.Generator().manual_seed(seed))
+        assert float(small.mean()) == pytest.approx(float(clean.mean()), abs=2e-3)
+        assert zoomed == (small.shape != clean.shape)
+
+
+def test_denoise_task_init_copies_weights_and_refuses_another_architecture(tmp_path) -> None:
+    config = TrainConfig(data="phantom:4", arch="dncnn", preset="fast")
+    source = DenoiseTask(config).build_model()
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(0.5)
+    save_model(tmp_path / "src.safetensors", source, arch="dncnn", arch_config=source.config,
+               meta={"kind": "denoiser"})
+    tuned = DenoiseTask(TrainConfig(data="phantom:4", arch="dncnn", preset="fast",
+                                    init=str(tmp_path / "src.safetensors"))).build_model()
+    for a, b in zip(source.state_dict().values(), tuned.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(UsdenoiseError, match="init .* set arch, preset and model to match"):
+        DenoiseTask(TrainConfig(data="phantom:4", arch="unet", preset="fast",
+                                init=str(tmp_path / "src.safetensors"))).build_model()
+    with pytest.raises(UsdenoiseError, match="zoom must be in"):
+        TrainConfig(data="phantom:4", zoom=2.0)

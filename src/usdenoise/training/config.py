@@ -68,6 +68,16 @@ class TrainConfig:
     native_axial: float = 1.8
     native_lateral: float = 3.3
     native_alpha: float = 0.5
+    # denoise: shrink half the training batches by a random factor in [zoom, 1] per axis
+    # (area interpolation) so the network also sees finer speckle grain: scans resized before
+    # denoising (the 256 x 256 benchmark), scanners with a finer PSF. None: native size only
+    zoom: float | None = None
+    # denoise, level-conditioned networks: label training pairs with the level the noisy
+    # input shows (what inference measures) instead of the level of the added speckle
+    level_shown: bool = False
+    # denoise: start from this denoiser checkpoint's weights (fine-tuning; "default" is the
+    # shipped model); its architecture and model settings must equal this run's
+    init: str | None = None
     epochs: int = 50
     batch_size: int = 16  # global: split evenly over torchrun processes
     crop: int = 96  # square random crop (train) / centre crop (validation), pixels
@@ -121,6 +131,11 @@ class TrainConfig:
                                  f"native_alpha > 0")
         if self.native and self.task != "denoise":
             raise UsdenoiseError(f"{where}: native is a setting of task 'denoise'")
+        if self.zoom is not None and not 0.1 <= self.zoom <= 1.0:
+            raise UsdenoiseError(f"{where}: zoom must be in [0.1, 1], got {self.zoom}")
+        for key in ("zoom", "init", "level_shown"):
+            if getattr(self, key) not in (None, False) and self.task != "denoise":
+                raise UsdenoiseError(f"{where}: {key} is a setting of task 'denoise'")
         if not self.lr > 0:
             raise UsdenoiseError(f"{where}: lr must be positive, got {self.lr}")
         if self.weight_decay < 0:

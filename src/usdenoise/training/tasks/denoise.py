@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from usdenoise.checkpoint import load_model
 from usdenoise.core.errors import UsdenoiseError
 from usdenoise.core.seeding import SeedPurpose, derive_seed
+from usdenoise.denoise.network import default_weights_path
 from usdenoise.losses import parse_loss
 from usdenoise.metrics import psnr, ssim
 from usdenoise.models import build_network
@@ -49,7 +52,21 @@ class DenoiseTask:
         self.levels_seen: list[float] = []  # min and max of the levels trained on
 
     def build_model(self) -> nn.Module:
-        return build_network(self.config.arch, self.config.preset, **self.config.model)
+        net = build_network(self.config.arch, self.config.preset, **self.config.model)
+        if self.config.init is not None:
+            self._init_from(net, self.config.init)
+        return net
+
+    def _init_from(self, net: nn.Module, init: str) -> None:
+        """Fine-tuning: copy the weights of checkpoint `init` ("default": the shipped model)."""
+        path = default_weights_path() if init == "default" else init
+        source, sidecar = load_model(path, kind="denoiser")
+        mine, theirs = getattr(net, "config", None), getattr(source, "config", None)
+        if sidecar.get("arch") != self.config.arch or mine != theirs:
+            raise UsdenoiseError(
+                f"init {init}: checkpoint is {sidecar.get('arch')} {theirs}, but this run "
+                f"builds {self.config.arch} {mine}; set arch, preset and model to match")
+        net.load_state_dict(source.state_dict())
 
     def build_loss(self) -> nn.Module:
         """The loss; a term that takes the true mask (`task`) makes this run load masks."""
@@ -90,16 +107,43 @@ class DenoiseTask:
         self.levels_seen = [min(low, seen[0]), max(high, seen[1])] if seen else [low, high]
         return torch.cat([noisy, level_map(level, noisy)], dim=1)
 
+    def _zoom(self, clean: torch.Tensor, generator: torch.Generator
+              ) -> tuple[torch.Tensor, bool]:
+        """Half the batches (with `TrainConfig.zoom`) shrunk by a random factor per axis."""
+        low = self.config.zoom
+        if low is None:
+            return clean, False
+        u, axial, lateral = torch.rand(3, generator=generator, device=generator.device).tolist()
+        if u >= 0.5:
+            return clean, False
+        # sides stay multiples of 8 so every U-Net level divides them evenly
+        h, w = (max(16, round(n * (low + (1.0 - low) * f) / 8) * 8) for n, f in
+                zip(clean.shape[-2:], (axial, lateral), strict=True))
+        if (h, w) == tuple(clean.shape[-2:]):
+            return clean, False
+        return F.interpolate(clean, size=(h, w), mode="area"), True
+
+    def _level(self, noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        """The level a training pair is labelled with: added, or shown (`level_shown`)."""
+        if self.config.level_shown:
+            return estimate_level(noisy)
+        return added_level(estimate_level(noisy), estimate_level(clean))
+
     def _pairs(self, clean: torch.Tensor, generator: torch.Generator
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(input, target) for a global batch: added speckle, or recorrupted native speckle."""
+        """(input, target) for a global batch: added speckle, or recorrupted native speckle.
+
+        A zoomed batch (finer grain than the scans' own) has no recorrupted samples: the
+        native objective is learnt at the scale the speckle was estimated at.
+        """
+        clean, zoomed = self._zoom(clean, generator)
         noisy = self.noise(clean, generator=generator)
         target = clean
         if self.level_input:
-            level = added_level(estimate_level(noisy), estimate_level(clean))
+            level = self._level(noisy, clean)
         if self.config.native > 0:  # drawn only then: seeded runs without it reproduce
             draw = torch.rand(clean.shape[0], generator=generator, device=generator.device)
-            native = (draw < self.config.native).to(clean.device)
+            native = (draw < self.config.native).to(clean.device) & (not zoomed)
         else:
             native = torch.zeros(clean.shape[0], dtype=torch.bool, device=clean.device)
         if bool(native.any()):
@@ -146,8 +190,7 @@ class DenoiseTask:
                 derive_seed(self.config.seed, SeedPurpose.VALIDATION_NOISE, index))
             noisy[row : row + 1] = self.noise(clean[row : row + 1], generator=g)
         if self.level_input:
-            level = added_level(estimate_level(noisy), estimate_level(clean))
-            noisy = self._with_level(noisy, level)
+            noisy = self._with_level(noisy, self._level(noisy, clean))
         return noisy, clean
 
     def measure(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
