@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -49,6 +49,11 @@ def _pick_device(name: str, owner: str) -> torch.device:
 class _NetworkBase(Denoiser):
     net: nn.Module
     sidecar: dict[str, Any]
+    # set from `params` (_COMMON) by Denoiser.__init__
+    tile: int | None
+    overlap: int
+    device: str
+    level: float | None
 
     def check_config(self) -> None:
         if self.tile is not None and self.overlap >= self.tile:
@@ -80,7 +85,8 @@ class _NetworkBase(Denoiser):
         return torch.cat([x, level_map(level, x)], dim=1)
 
     def _denoise(self, x: torch.Tensor) -> torch.Tensor:
-        if self.net.config.get("level_input"):
+        # every package model keeps its constructor arguments in .config
+        if cast(dict[str, Any], self.net.config).get("level_input"):
             x = self._level_input(x)
         try:
             y = denoise_tiled(self.net, x, tile=self.tile, overlap=self.overlap)
@@ -102,6 +108,7 @@ class NetworkDenoiser(_NetworkBase):
               allow_none=True),
         *_COMMON,
     )
+    checkpoint: str | None  # set from `params` by Denoiser.__init__
 
     def check_config(self) -> None:
         super().check_config()

@@ -30,6 +30,10 @@ class Bilateral(Denoiser):
         ),
         Param("sigma_space", 3.0, "spatial Gaussian sigma in pixels", low=0.1, high=100.0),
     )
+    # set from `params` by Denoiser.__init__
+    diameter: int
+    sigma_color: float
+    sigma_space: float
 
     def check_config(self) -> None:
         if self.diameter % 2 == 0:

@@ -139,6 +139,12 @@ class BM3D(Denoiser):
             choices=("np", "vn", "high"),
         ),
     )
+    # set from `params` by Denoiser.__init__
+    route: str
+    sigma: float | None
+    noise: str
+    bias_correction: str
+    profile: str
     min_size = 8
 
     def _denoise(self, x: torch.Tensor) -> torch.Tensor:
@@ -201,8 +207,8 @@ def _numpy_trapz():
     if hasattr(np, "trapz"):
         yield
         return
-    np.trapz = np.trapezoid
+    setattr(np, "trapz", np.trapezoid)  # noqa: B010 - NumPy's stubs (rightly) lack trapz
     try:
         yield
     finally:
-        del np.trapz
+        delattr(np, "trapz")

@@ -26,6 +26,10 @@ class EnhancedLee(LocalStatsFilter):
         Param("damping", 1.0, "damping factor K of the exponential weight", low=0.0, high=100.0),
         NOISE_CV,
     )
+    # set from `params` by Denoiser.__init__
+    window: int
+    damping: float
+    noise_cv: float | None
 
     def _denoise(self, x: torch.Tensor) -> torch.Tensor:
         mean, ci2, cu2 = self._stats(x)

@@ -45,6 +45,9 @@ class Frost(LocalStatsFilter):
         replace(WINDOW, default=5),
         Param("damping", 1.0, "damping factor K of the exponential kernel", low=0.0, high=100.0),
     )
+    # set from `params` by Denoiser.__init__
+    window: int
+    damping: float
 
     def _denoise(self, x: torch.Tensor) -> torch.Tensor:
         mean, var = local_stats(x, self.window)

@@ -27,6 +27,9 @@ class Gaussian(Denoiser):
         Param("sigma", 1.0, "standard deviation of the kernel in pixels", low=0.1, high=50.0),
         Param("truncate", 4.0, "kernel radius in standard deviations", low=1.0, high=10.0),
     )
+    # set from `params` by Denoiser.__init__
+    sigma: float
+    truncate: float
 
     def check_config(self) -> None:
         self.radius = int(self.truncate * self.sigma + 0.5)

@@ -10,6 +10,8 @@ Reflect padding.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from usdenoise.core.params import Param
@@ -32,7 +34,10 @@ NOISE_CV = Param(
 class LocalStatsFilter(Denoiser):
     """Base for the window filters: odd window, image at least one window wide."""
 
-    params = (WINDOW, NOISE_CV)
+    params: ClassVar[tuple[Param, ...]] = (WINDOW, NOISE_CV)
+    # set from `params` by Denoiser.__init__
+    window: int
+    noise_cv: float | None
 
     def check_config(self) -> None:
         check_odd_window(self.name, self.window)

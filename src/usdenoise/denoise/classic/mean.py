@@ -13,6 +13,8 @@ class Mean(Denoiser):
     name = "mean"
     summary = "box (moving average) filter, a smoothing baseline"
     params = (Param("window", 5, "side of the square window (odd)", kind=int, low=3, high=51),)
+    # set from `params` by Denoiser.__init__
+    window: int
 
     def check_config(self) -> None:
         check_odd_window(self.name, self.window)

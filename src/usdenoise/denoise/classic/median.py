@@ -16,6 +16,8 @@ class Median(Denoiser):
     name = "median"
     summary = "median filter, a smoothing baseline"
     params = (Param("window", 5, "side of the square window (odd)", kind=int, low=3, high=31),)
+    # set from `params` by Denoiser.__init__
+    window: int
 
     def check_config(self) -> None:
         check_odd_window(self.name, self.window)

@@ -69,6 +69,13 @@ class NonLocalMeans(Denoiser):
             choices=("speckle", "wavelet"),
         ),
     )
+    # set from `params` by Denoiser.__init__
+    patch_size: int
+    patch_distance: int
+    h: float | None
+    h_factor: float
+    sigma: float | None
+    noise: str
 
     def check_config(self) -> None:
         self.min_size = self.patch_size

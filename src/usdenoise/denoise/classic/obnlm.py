@@ -110,6 +110,16 @@ class OBNLM(Denoiser):
             high=1.0,
         ),
     )
+    # set from `params` by Denoiser.__init__
+    search_radius: int
+    block_radius: int
+    step: int
+    gamma: float
+    h: float | None
+    h_factor: float
+    noise: str
+    mean_ratio: float
+    var_ratio: float
 
     def check_config(self) -> None:
         if self.step > 2 * self.block_radius + 1:

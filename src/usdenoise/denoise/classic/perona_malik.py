@@ -29,6 +29,11 @@ class PeronaMalik(Denoiser):
         Param("conduction", "exponential", "conduction function g",
               kind=str, choices=("exponential", "rational")),
     )
+    # set from `params` by Denoiser.__init__
+    iterations: int
+    kappa: float
+    time_step: float
+    conduction: str
     min_size = 3
 
     def check_config(self) -> None:

@@ -105,6 +105,11 @@ class SRAD(Denoiser):
         ),
         Param("rho", 1.0 / 6.0, "decay rate of q0(t) = q0 exp(-rho t)", low=0.0, high=10.0),
     )
+    # set from `params` by Denoiser.__init__
+    iterations: int
+    time_step: float
+    q0: float | None
+    rho: float
     min_size = 3
 
     def check_config(self) -> None:

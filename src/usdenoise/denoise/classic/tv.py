@@ -23,6 +23,10 @@ class TotalVariation(Denoiser):
         Param("max_iterations", 200, "most iterations", kind=int, low=1, high=10000),
         Param("eps", 2e-4, "relative energy change that stops the iterations", low=1e-9, high=1.0),
     )
+    # set from `params` by Denoiser.__init__
+    weight: float
+    max_iterations: int
+    eps: float
     min_size = 2
 
     def _denoise(self, x: torch.Tensor) -> torch.Tensor:

@@ -44,6 +44,11 @@ class WaveletBayesShrink(Denoiser):
             allow_none=True,
         ),
     )
+    # set from `params` by Denoiser.__init__
+    wavelet: str
+    mode: str
+    levels: int | None
+    sigma: float | None
     min_size = 4
 
     def _denoise(self, x: torch.Tensor) -> torch.Tensor:
