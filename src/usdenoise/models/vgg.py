@@ -84,8 +84,9 @@ class VGG16Features(nn.Module):
                 out[self._taps[i]] = x
         return out
 
-    def load_weights(self, path: str | os.PathLike[str]) -> None:
-        """Load the matching `features.*` tensors from a torchvision-style VGG16 file."""
+    def load_weights(self, path: str | os.PathLike[str] | None) -> None:
+        """Load the matching `features.*` tensors from a torchvision-style VGG16 file (None:
+        the error that says how to get one)."""
         state = read_vgg16_state(path)
         own = self.state_dict()
         missing = [k for k in own if k not in state]
