@@ -81,6 +81,8 @@ class PerceptualLoss(Loss):
 
     summary = "VGG16 feature distance (relu1_2, relu2_2, relu3_3); needs --vgg-weights"
     requires = ("vgg_weights",)
+    mean: torch.Tensor  # ImageNet normalisation buffers, registered in __init__
+    std: torch.Tensor
 
     def __init__(
         self,
@@ -90,7 +92,7 @@ class PerceptualLoss(Loss):
     ) -> None:
         super().__init__()
         self.vgg = VGG16Features(layers)
-        self.vgg.load_weights(vgg_weights)  # type: ignore[arg-type]  (None -> clear error)
+        self.vgg.load_weights(vgg_weights)  # None -> the error that says how to get weights
         self.vgg.eval()
         for p in self.vgg.parameters():
             p.requires_grad_(False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -40,7 +40,8 @@ class CombinedLoss(nn.Module):
         total = pred.new_zeros(())
         for w, name, term in zip(self.weights, self.names, self.terms, strict=True):
             extra = {}
-            for key in term.extra_inputs:
+            # nn.ModuleList yields nn.Module to the type checker; its items are Losses
+            for key in cast(Loss, term).extra_inputs:
                 if key not in batch:
                     raise UsdenoiseError(f"loss {name}: needs {key!r} in the batch")
                 extra[key] = batch[key]

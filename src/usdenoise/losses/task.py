@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,7 @@ class SegmenterLoss(Loss):
     """Holds a frozen segmenter that stays in eval mode when the loss is put in train mode."""
 
     requires = ("segmenter",)
+    name: ClassVar[str]  # set by each subclass
 
     def __init__(self, *, segmenter: Any = None) -> None:
         super().__init__()
