@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -13,7 +13,7 @@ from usdenoise.checkpoint import load_model
 from usdenoise.core.errors import UsdenoiseError
 from usdenoise.core.seeding import SeedPurpose, derive_seed
 from usdenoise.denoise.network import default_weights_path
-from usdenoise.losses import parse_loss
+from usdenoise.losses import Loss, parse_loss
 from usdenoise.metrics import psnr, ssim
 from usdenoise.models import build_network
 from usdenoise.noise import make_noise
@@ -41,7 +41,7 @@ class DenoiseTask:
     """
 
     name = "denoise"
-    keys = ("image",)  # sample entries the loader keeps
+    keys: tuple[str, ...] = ("image",)  # sample entries the loader keeps
     figures = ("psnr", "ssim")  # what `measure` returns, reported as val_<name>
     checkpoint_kind = "denoiser"
 
@@ -72,13 +72,14 @@ class DenoiseTask:
         """The loss; a term that takes the true mask (`task`) makes this run load masks."""
         loss = parse_loss(self.config.loss, vgg_weights=self.config.vgg_weights,
                           segmenter=self.config.segmenter)
+        terms = [cast(Loss, term) for term in loss.terms]  # ModuleList items, typed
         if self.config.segmenter is not None and not any(
-                "segmenter" in term.requires for term in loss.terms):
+                "segmenter" in term.requires for term in terms):
             raise UsdenoiseError(f"--segmenter is only used by the task losses; loss "
                                  f"{self.config.loss!r} has none (e.g. l1+msssim+0.1*task)")
-        if any("mask" in term.extra_inputs for term in loss.terms):
+        if any("mask" in term.extra_inputs for term in terms):
             self.keys = ("image", "mask")
-            self.mask_classes = max(getattr(t, "num_classes", 0) for t in loss.terms)
+            self.mask_classes = max(getattr(t, "num_classes", 0) for t in terms)
         return loss
 
     def prepare_dataset(self, dataset: Any, indices: list[int]) -> Any:
