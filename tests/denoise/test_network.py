@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,31 @@ def test_default_model_loads_when_present(tiny_ckpt, monkeypatch) -> None:
 def test_default_weights_path_is_inside_the_package() -> None:
     p = nd.default_weights_path()
     assert p.name == "default.safetensors" and p.parent.name == "weights"
+
+
+def test_level_outside_the_trained_range_is_clamped_with_a_warning_on_the_cli(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`denoise --model RUN --param level=5` with a network trained on levels 0.01-0.2: the
+    level is clamped to 0.2 and stderr says so (the command hides only its 'skipped'
+    warnings, which it lists itself); the output is the one at level 0.2."""
+    from cli_helpers import run_cli
+
+    from usdenoise.io import read_image, write_image
+
+    net = build_network("unet", channels=4, levels=2, level_input=True)
+    ckpt = save_model(tmp_path / "m", net, arch="unet", arch_config=net.config,
+                      meta={"level": {"scale": 10.0, "range": [0.01, 0.2]}})
+    write_image(tmp_path / "in" / "scan.png", torch.rand(1, 48, 48) * 0.5 + 0.25)
+    outputs = {}
+    for level in ("5", "0.2"):
+        out = tmp_path / f"out{level}"
+        with warnings.catch_warnings(record=True) as caught:  # pytest takes them from stderr
+            warnings.simplefilter("always")
+            code, _, err = run_cli(capsys, "denoise", tmp_path / "in" / "scan.png", "--model",
+                                   ckpt, "--param", f"level={level}", "--out", out)
+        assert code == 0, err
+        shown = [str(w.message) for w in caught if "outside the trained range" in str(w.message)]
+        assert shown == (["network: speckle level 5 is outside the trained range [0.01, 0.2]; "
+                          "clamped"] if level == "5" else [])
+        outputs[level] = read_image(out / "scan.png")
+    assert torch.equal(outputs["5"], outputs["0.2"])

@@ -152,3 +152,42 @@ def test_shapes_are_checked() -> None:
     assert nr.as_array(torch.zeros(1, 1, 5, 6)).shape == (5, 6)
     with pytest.raises(UsdenoiseError, match="within"):
         nr.find_homogeneous_patches(np.ones((16, 16)), within=np.ones((8, 8)))
+
+
+def test_images_without_homogeneous_patches_are_missing_and_counted(
+        tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`evaluate --no-reference` on a folder where 2 of 4 images have no homogeneous patch
+    (black: no scan sector; 4 px stripes: every tile has structure): their speckle index and
+    ENL are missing (empty in per_image.csv, left out of the means), the records count them
+    and results.md says so; no crash, exit 0."""
+    import csv
+    import json
+
+    from cli_helpers import run_cli
+
+    from usdenoise.io import write_image
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for i in range(2):
+        sample = make_phantom(64, seed=i)
+        noisy = add_speckle(sample["image"][None].float(), "rayleigh:0.3",
+                            generator=torch.Generator().manual_seed(i))[0]
+        write_image(scans / f"speckled{i}.png", noisy)
+    stripes = torch.where((torch.arange(64) // 4) % 2 == 0, 0.15, 0.85).expand(1, 64, 64)
+    write_image(scans / "stripes.png", stripes)
+    write_image(scans / "black.png", torch.zeros(1, 64, 64))
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "evaluate", f"folder:{scans}", "--no-reference",
+                           "--methods", "median", "--size", "0", "--strengths", "none",
+                           "--out", out)
+    assert code == 0, err
+    records = json.loads((out / "results.json").read_text())
+    for r in records:
+        assert r["n_images"] == 4 and r["n_missing_patches"] == 2
+        assert r["speckle_index"] is not None and math.isfinite(r["speckle_index"])
+    with (out / "per_image.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    missing = {r["id"] for r in rows if r["speckle_index"] == ""}
+    assert missing == {"stripes", "black"}
+    assert "2 of 4 images without homogeneous patches" in (out / "results.md").read_text()

@@ -30,6 +30,7 @@ from usdenoise.training.tasks.selfsupervised import (
     SpeckleStats,
     cell_lattices,
     estimate_patch,
+    images_needed,
     measure_speckle,
     neighbour_subsample,
     recorrupt,
@@ -233,6 +234,11 @@ def test_too_small_folder_says_how_many_images_are_needed(tmp_path: Path) -> Non
                         out=str(tmp_path / "run")))
     message = str(info.value)
     assert "\n" not in message and "3 images" in message and "at least 4" in message
+    # the default --batch-size 16: a 70 % train split of 16 needs 22 images
+    with pytest.raises(UsdenoiseError, match=r"8 images; .* at least 22 .*--batch-size 16"):
+        TASKS["selfsupervised"](TrainConfig(data=f"folder:{_scans(tmp_path / 'more', 8)}",
+                                            self_supervised="r2r", batch_size=16))
+    assert [images_needed(b) for b in (1, 4, 16)] == [4, 6, 22]
 
 
 # --- command line ---------------------------------------------------------------------------

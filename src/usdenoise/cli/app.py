@@ -191,7 +191,7 @@ def denoise(
             raise UsdenoiseError("give either --method or --model, not both")
         method, params["checkpoint"] = "network", str(model)
     with warnings.catch_warnings():  # skipped files are reported below, one line each
-        warnings.simplefilter("ignore", UserWarning)
+        warnings.filterwarnings("ignore", message="skipped ", category=UserWarning)
         summary = denoise_files(
             inputs, out_dir=out, method=method or "default", params=params, recursive=recursive,
             overwrite=overwrite, workers=workers, strict=strict, dicom_as=dicom_as,

@@ -42,6 +42,7 @@ from torch import nn
 from usdenoise.core.errors import UsdenoiseError
 from usdenoise.core.seeding import SeedPurpose, derive_seed
 from usdenoise.data import load_dataset
+from usdenoise.data.splits import split_by_subject
 from usdenoise.metrics import psnr, ssim
 from usdenoise.models import build_network
 from usdenoise.noise import make_noise
@@ -147,6 +148,17 @@ def choice_shape(shape: tuple[int, ...], stride: int) -> tuple[int, int, int]:
 # the task
 
 
+def images_needed(batch_size: int) -> int:
+    """Fewest images (one subject each) whose 70/15/15 split has a train part of at least
+    `batch_size` images and non-empty validation and test parts; at least `MIN_IMAGES`."""
+    n = MIN_IMAGES
+    while True:
+        parts = split_by_subject(range(n))
+        if len(parts["train"]) >= batch_size and parts["val"] and parts["test"]:
+            return n
+        n += 1
+
+
 class SimulatedScans(torch.utils.data.Dataset):
     """Clean images speckled once (seeded by index): `image` noisy, `clean` kept for PSNR."""
 
@@ -182,10 +194,12 @@ class SelfSupervisedTask:
         self.stats: SpeckleStats | None = None
         self.estimate: DatasetSpeckleEstimate | None = None
         count = len(load_dataset(config.data, size=config.image_size))
-        if count < MIN_IMAGES:
+        need = images_needed(config.batch_size)
+        if count < need:
             raise UsdenoiseError(f"{config.data}: {count} image{'s' * (count != 1)}; "
-                                 f"--self-supervised needs at least {MIN_IMAGES} (train, "
-                                 "validation and test splits)")
+                                 f"--self-supervised needs at least {need} (train, validation "
+                                 f"and test splits, the train split at least --batch-size "
+                                 f"{config.batch_size})")
 
     def build_model(self) -> nn.Module:
         return build_network(self.config.arch, self.config.preset, **self.config.model)
