@@ -20,6 +20,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -81,6 +82,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(name)
     try:
         yield tmp
+        crash_point(f"rename:{path.name}")
         os.replace(tmp, path)
     except OSError as exc:
         raise UsdenoiseError(f"{path}: cannot write ({exc.strerror or one_line(exc)})") from None
@@ -89,6 +91,29 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
         except OSError:
             pass
+
+
+CRASH_ENV = "USDENOISE_CRASH_AT"
+_crash_counts: dict[str, int] = {}
+
+
+def crash_point(event: str) -> None:
+    """Test hook of the kill-and-resume tests (tests/training/test_kill_resume.py).
+
+    When the environment variable USDENOISE_CRASH_AT is `EVENT@K` (or `EVENT`: K = 1), the
+    process SIGKILLs itself the K-th time it reaches `event`: no `finally`, atexit or cleanup
+    runs, as with the OOM killer or a power cut. Events: `step` (after an optimizer step of
+    the training loop) and `rename:NAME` (in `atomic_write`, once the temporary file of NAME
+    is complete and before it replaces NAME). Unset, it costs one environment lookup."""
+    wanted = os.environ.get(CRASH_ENV)
+    if not wanted:
+        return
+    name, _, count = wanted.partition("@")
+    if name != event:
+        return
+    _crash_counts[event] = seen = _crash_counts.get(event, 0) + 1
+    if seen == int(count or 1):
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

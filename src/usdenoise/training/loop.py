@@ -23,11 +23,13 @@ import csv
 import io
 import itertools
 import math
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -35,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from usdenoise import __version__
 from usdenoise.checkpoint import save_model
 from usdenoise.core.errors import UsdenoiseError
-from usdenoise.core.files import atomic_write
+from usdenoise.core.files import atomic_write, crash_point
 from usdenoise.core.progress import make_progress
 from usdenoise.core.seeding import SeedPurpose, derive_seed
 from usdenoise.data import load_dataset
@@ -239,8 +241,12 @@ def _fit(config: TrainConfig, world: World, task: Any = None) -> Path:
     with bar:
         task_id = bar.add_task("train", total=steps * (config.epochs - progress.epoch), status="")
         for epoch in range(progress.epoch, config.epochs):
-            # per-epoch seeds: dropout (global RNG, differs per process), speckle, crops, order
-            torch.manual_seed(derive_seed(config.seed, SeedPurpose.WEIGHTS, epoch, world.rank))
+            # per-epoch seeds: dropout (global RNG, differs per process), speckle, crops, order;
+            # numpy's and python's global RNGs too, for code that draws from them
+            epoch_seed = derive_seed(config.seed, SeedPurpose.WEIGHTS, epoch, world.rank)
+            torch.manual_seed(epoch_seed)
+            np.random.seed(epoch_seed % 2**32)
+            random.seed(epoch_seed)
             noise_gen.manual_seed(derive_seed(config.seed, SeedPurpose.TRAIN_NOISE, epoch))
             sampler.set_epoch(epoch)
             train_loader.dataset.epoch = epoch
@@ -258,6 +264,7 @@ def _fit(config: TrainConfig, world: World, task: Any = None) -> Path:
                 if config.clip_grad is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
                 optimizer.step()
+                crash_point("step")  # test hook: USDENOISE_CRASH_AT=step@N kills the process
                 total += loss.detach() * x.shape[0]
                 count += x.shape[0]
                 if step % 10 == 0 or step == steps - 1:

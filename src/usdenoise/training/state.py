@@ -12,12 +12,14 @@ Before a new state replaces the old one, the old one is kept as `NAME.prev.safet
 state that turns out truncated or corrupt on resume (a full disk, a copy cut short) is then
 replaced by that previous one, with a warning (`load_train_state(..., fallback=True)`).
 The header is checked against the file size before any tensor is read
-(`read_safetensors_header`). `clean_run_folder(run)` removes the temporary files a killed
-run left in its folder; the loop calls it when a run starts.
+(`read_safetensors_header`), and the header holds the sha256 of the tensor bytes, so a
+state cut short or altered in place is refused too. `clean_run_folder(run)` removes the
+temporary files a killed run left in its folder; the loop calls it when a run starts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -38,6 +40,8 @@ from usdenoise.core.errors import UsdenoiseError
 from usdenoise.core.files import atomic_write, clean_stale_temps
 
 FORMAT = "usdenoise-train-state/1"
+DIGEST_KEY = "usdenoise-sha256"  # metadata entry: sha256 of the bytes after the header
+_UNSET_DIGEST = "0" * 64  # written first, then replaced in place (the same length)
 
 
 def save_train_state(path: str | Path, tree: dict[str, Any]) -> None:
@@ -46,12 +50,32 @@ def save_train_state(path: str | Path, tree: dict[str, Any]) -> None:
     tensors: dict[str, torch.Tensor] = {}
     structure = _encode(tree, "", tensors)
     header = json.dumps({"format": FORMAT, "tree": structure}, allow_nan=False)
-    data = save_safetensors_bytes(tensors, metadata={"usdenoise": header})
+    data = _with_digest(save_safetensors_bytes(
+        tensors, metadata={"usdenoise": header, DIGEST_KEY: _UNSET_DIGEST}))
     path = Path(path)
     with atomic_write(path) as tmp:
         Path(tmp).write_bytes(data)
         if path.is_file():  # the last good state stays as the fallback of a resume
             _keep_previous(path)
+
+
+def _body_start(data: bytes) -> int:
+    return 8 + int.from_bytes(data[:8], "little")
+
+
+def _digest_field(digest: str) -> bytes:
+    return json.dumps({DIGEST_KEY: digest}, separators=(",", ":"))[1:-1].encode()
+
+
+def _with_digest(data: bytes) -> bytes:
+    """`data` with the placeholder digest in its header replaced by the body's sha256; the
+    header keeps its length, so the tensor offsets stay valid."""
+    start = _body_start(data)
+    head, placeholder = data[:start], _digest_field(_UNSET_DIGEST)
+    if head.count(placeholder) != 1:  # cannot happen (strings in the tree are escaped)
+        return data
+    digest = hashlib.sha256(memoryview(data)[start:]).hexdigest()
+    return head.replace(placeholder, _digest_field(digest)) + data[start:]
 
 
 def _keep_previous(path: Path) -> None:
@@ -110,11 +134,18 @@ def _load_train_state(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise UsdenoiseError(f"{path}: cannot read ({exc.strerror or exc})") from None
     try:  # a lying or truncated header: one line, before any allocation
-        read_safetensors_header(path, data)
+        safetensors_header = read_safetensors_header(path, data)
     except UsdenoiseError as exc:
         detail = str(exc).split(": ", 1)[-1]
         raise UsdenoiseError(f"{path}: not a usdenoise training state (corrupt or truncated: "
                              f"{detail})") from None
+    metadata = safetensors_header.get("__metadata__")
+    recorded = metadata.get(DIGEST_KEY) if isinstance(metadata, dict) else None
+    if recorded not in (None, _UNSET_DIGEST):  # states written before the digest have none
+        actual = hashlib.sha256(memoryview(data)[_body_start(data):]).hexdigest()
+        if actual != recorded:
+            raise UsdenoiseError(f"{path}: not a usdenoise training state (corrupt: the sha256 "
+                                 "of its tensors does not match its header)")
     try:
         tensors = load_safetensors_bytes(data)
         header = _read_metadata(data)
