@@ -75,7 +75,7 @@ def select_arms(names: list[str] | None, *, vgg_weights: str | None
     if not names and not vgg_weights:
         notes.append("no --vgg-weights given: the L2/L1 + perceptual arms were not trained; "
                      "diconvae-taskperceptual (frozen segmenter features) stands in for them")
-    arms = []
+    arms: list[Arm] = []
     for name in chosen:
         key = name.strip().lower()
         if key not in ARMS:

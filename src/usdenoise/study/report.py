@@ -235,7 +235,9 @@ def _dice_figure(path: Path, records: list[dict[str, Any]]) -> None:
         arms = list(dict.fromkeys(r["arm"] for r in part))
         inputs = list(dict.fromkeys(r["input"] for r in part))
         for k, noise in enumerate(inputs):
-            xs, ys, err = [], [], [[], []]
+            xs: list[float] = []
+            ys: list[float] = []
+            err: list[list[float]] = [[], []]
             for j, arm in enumerate(arms):
                 r = _find(part, protocol, noise, arm)
                 if r is None:

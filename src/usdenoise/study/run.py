@@ -212,7 +212,7 @@ def _write_splits(run: Path, data: StudyData, seed: int) -> None:
 
 
 def segmenter_config(settings: StudySettings, data: StudyData, run: Path):
-
+    assert settings.segmenter_epochs is not None and settings.size is not None  # resolved()
     _write_splits(run, data, settings.seed)
     return TrainConfig(task="segment", data=data.spec, out=str(run), arch=settings.segmenter_arch,
                        preset="fast", model=dict(settings.segmenter_options), loss="dice+ce",
@@ -224,9 +224,9 @@ def segmenter_config(settings: StudySettings, data: StudyData, run: Path):
 
 def denoiser_config(settings: StudySettings, data: StudyData, arm: Arm, run: Path,
                     segmenter: Path | None):
-
+    assert settings.denoiser_epochs is not None and settings.size is not None  # resolved()
     _write_splits(run, data, settings.seed)
-    extra = {"segmenter": str(segmenter)} if "segmenter" in arm.needs else {}
+    extra: dict[str, Any] = {"segmenter": str(segmenter)} if "segmenter" in arm.needs else {}
     return TrainConfig(task="denoise", data=data.spec, out=str(run), arch="diconvae",
                        preset="fast", model=dict(settings.denoiser_options or {}),
                        loss=str(arm.loss), noise=settings.denoiser_noise,
@@ -360,7 +360,7 @@ def tune_strength(model: torch.nn.Module, data: StudyData, noisy: dict[int, torc
     """α with the best mean validation Dice (ties: lower HC error, then the larger α) and the
     whole α → (PSNR, Dice, HC error) curve."""
 
-    curve = []
+    curve: list[dict[str, Any]] = []
     for alpha in strengths:
         blended = {k: blend(denoised[k], noisy[k], alpha) for k in noisy}
         rows = segment_rows(model, data, blended, clean, native=False)
@@ -393,6 +393,9 @@ def run_study(settings: StudySettings, out_dir: str | Path, *, log: Log = print,
         raise UsdenoiseError(f"{out_dir}: study.json already exists (use --overwrite; trained "
                              "runs under runs/ are reused)")
     settings = settings.resolved()
+    # filled in by resolved()
+    assert settings.inputs is not None and settings.size is not None
+    assert settings.workers is not None
     arms, notes = select_arms(settings.arms, vgg_weights=settings.vgg_weights)
     data = load_study_data(settings)
     runs = out_dir / "runs"
