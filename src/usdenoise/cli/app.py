@@ -420,7 +420,8 @@ def segment_evaluate(
     denoise_model: Path | None = typer.Option(None, help="denoiser checkpoint applied first"),
     denoise_param: list[str] = typer.Option([], help="denoiser parameter key=value"),
     noise: str | None = typer.Option(None, help="speckle added first, e.g. rayleigh:0.5"),
-    split: str = typer.Option("test", help="train, val, test (the run's split) or all"),
+    split: str | None = typer.Option(None, help="train, val, test (the run's split) or all "
+                                                "(default: test; all with --test)"),
     size: int | None = typer.Option(None, help="load images at SIZE x SIZE (default: own size)"),
     limit: int | None = typer.Option(None, help="only the first N images"),
     seed: int | None = typer.Option(None, help="speckle/split seed (default: the run's)"),
@@ -432,6 +433,9 @@ def segment_evaluate(
     postprocess: str = typer.Option("none", help="clean the prediction first: none, largest "
                                                  "(largest region per class, holes filled) or "
                                                  "ellipse (head replaced by its fitted ellipse)"),
+    test: str | None = typer.Option(
+        None, help="evaluate on this data set (all its images) instead of DATA, e.g. a HC18 "
+        "model on psfhs:PATH"),
     overwrite: bool = typer.Option(False, help="replace existing results in --out"),
     threads: ThreadsOpt = None,
 ) -> None:
@@ -443,7 +447,7 @@ def segment_evaluate(
     settings = SegmentEvaluation(
         data=data, model=str(model), noise=noise, denoise=method, denoise_params=params,
         split=split, size=size, limit=limit, seed=seed, examples=examples, device=device,
-        classes=classes, postprocess=postprocess)
+        classes=classes, postprocess=postprocess, test=test)
     records, _ = evaluate_segmenter(settings, out, overwrite=overwrite)
     def show(value: float | None, spec: str = ".4f") -> str:
         return "–" if value is None else format(value, spec)

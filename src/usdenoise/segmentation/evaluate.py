@@ -10,14 +10,17 @@ true area - 1; positive means regions drawn too large) and the head circumferenc
 
 A model evaluated on a data set with other class names (HC18's head on PSFHS's fetal head)
 is measured on the classes matched by name (`class_mapping`); data classes without a
-counterpart count as background, and the notes say so.
+counterpart count as background, and the notes say so. With `test` (`--test DATA2`) the
+images are those of DATA2 instead of DATA, all of them unless `split` says otherwise (a model
+trained on DATA measured on other data, as `usdenoise evaluate --test`); the results name
+both (`data` the test data, `train_data` DATA).
 """
 
 from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +51,8 @@ class SegmentEvaluation:
     noise: str | None = None
     denoise: str | None = None
     denoise_params: dict[str, Any] = field(default_factory=dict)
-    split: str = "test"  # train, val, test or all
+    #: train, val, test or all; None: test, or all on a `test` data set other than `data`
+    split: str | None = None
     size: int | None = None  # load images at this size (None: their own)
     limit: int | None = None
     seed: int | None = None  # speckle and split seed; None: the run's
@@ -56,6 +60,19 @@ class SegmentEvaluation:
     device: str = "auto"
     classes: str | None = None  # model classes to evaluate ("head,..."); None/"auto": by name
     postprocess: str = "none"  # none, largest or ellipse (usdenoise.segmentation.postprocess)
+    #: evaluate on this data set instead of `data` (a model trained on `data` measured on
+    #: other data, e.g. HC18 -> PSFHS); its images are all used unless `split` says otherwise
+    test: str | None = None
+
+    @property
+    def spec(self) -> str:
+        """The data set whose images are evaluated."""
+        return self.test or self.data
+
+    def resolved_split(self) -> str:
+        if self.split is not None:
+            return self.split
+        return "all" if self.test is not None and self.test != self.data else "test"
 
 
 SEGMENT_COLUMNS = ("dice", "iou", "hd95", "area_bias", "hc_abs_error_mm", "n_missing_hc")
@@ -64,9 +81,11 @@ SEGMENT_COLUMNS = ("dice", "iou", "hd95", "area_bias", "hc_abs_error_mm", "n_mis
 def _records_markdown(records: list[dict[str, Any]], notes: list[str]) -> str:
     lines = ["# usdenoise segment evaluate", ""]
     for record in records:
-        lines.append(f"- model `{record['model']}` ({record['arch']}), data `{record['data']}`, "
-                     f"split {record['split']}, {record['n_images']} images; HD95 in "
-                     f"{record['hd95_unit']}")
+        trained = (f" (models trained on `{record['train_data']}`)"
+                   if record.get("train_data") else "")
+        lines.append(f"- model `{record['model']}` ({record['arch']}), data "
+                     f"`{record['data']}`{trained}, split {record['split']}, "
+                     f"{record['n_images']} images; HD95 in {record['hd95_unit']}")
     lines += ["", "| method | noise | " + " | ".join(SEGMENT_COLUMNS) + " |",
               "|" + "---|" * (len(SEGMENT_COLUMNS) + 2)]
     for r in records:
@@ -88,13 +107,13 @@ def _split_indices(settings: SegmentEvaluation, dataset: Any, run: Path,
     else:
         trained_on = sidecar.get("meta", {}).get("config", {}).get("data")
         splits_path = run / "splits.json"
-        if trained_on == settings.data and splits_path.is_file():
+        if trained_on == settings.spec and splits_path.is_file():
             splits = load_splits(splits_path, dataset=dataset)
         else:
             splits = split_dataset(dataset, seed=seed)
         indices = list(splits[settings.split])
         if not indices:
-            raise UsdenoiseError(f"{settings.data}: the {settings.split} split is empty "
+            raise UsdenoiseError(f"{settings.spec}: the {settings.split} split is empty "
                                  "(too few subjects); use --split all")
     return indices[: settings.limit] if settings.limit is not None else indices
 
@@ -109,7 +128,7 @@ def _class_mapping(settings: SegmentEvaluation, sidecar: dict[str, Any],
     if len(names) != n_model:
         raise UsdenoiseError(f"--model {settings.model}: checkpoint names {len(names)} classes "
                              f"({', '.join(names)}) but predicts {n_model}")
-    return map_classes(names, data_names, classes=settings.classes, data_label=settings.data,
+    return map_classes(names, data_names, classes=settings.classes, data_label=settings.spec,
                        model_label=str(settings.model))
 
 
@@ -119,6 +138,7 @@ def evaluate_segmenter(settings: SegmentEvaluation, out_dir: str | Path, *,
     maps at each image's own size) and overlays/<id>.png for the first `examples` images.
     Returns (records, notes)."""
     out_dir = Path(out_dir)
+    settings = replace(settings, split=settings.resolved_split())
     if settings.split not in ("train", "val", "test", "all"):
         raise UsdenoiseError(f"--split {settings.split!r}: choose train, val, test or all")
     if settings.postprocess not in POSTPROCESS:
@@ -133,11 +153,11 @@ def evaluate_segmenter(settings: SegmentEvaluation, out_dir: str | Path, *,
     model_names = tuple(meta.get("class_names") or ("background", "head"))
     seed = settings.seed if settings.seed is not None else int(run_config.get("seed", 0))
     model_size = meta.get("image_size", run_config.get("image_size"))
-    dataset = load_dataset(settings.data, size=settings.size)
+    dataset = load_dataset(settings.spec, size=settings.size)
     data_names = tuple(str(n) for n in dataset.class_names)
     mapping = _class_mapping(settings, sidecar, data_names)
     class_names = mapping.names  # what is measured: background + the evaluated classes
-    data_label = str(getattr(dataset, "name", settings.data.split(":")[0]))
+    data_label = str(getattr(dataset, "name", settings.spec.split(":")[0]))
     run = resolve_segmenter(settings.model).parent
     indices = _split_indices(settings, dataset, run, sidecar, seed)
     pipeline = InputPipeline(noise=settings.noise, denoise=settings.denoise,
@@ -146,7 +166,8 @@ def evaluate_segmenter(settings: SegmentEvaluation, out_dir: str | Path, *,
     rows: list[dict[str, Any]] = []
     seconds = 0.0
     with staged_dir(out_dir, command="segment evaluate", overwrite=overwrite or None,
-                    inputs=input_folders(settings.data)) as staging:
+                    inputs=input_folders(settings.data) + input_folders(settings.test)
+                    ) as staging:
         (staging / "masks").mkdir()
         (staging / "overlays").mkdir()
         with make_progress() as bar:
@@ -154,7 +175,7 @@ def evaluate_segmenter(settings: SegmentEvaluation, out_dir: str | Path, *,
             for k, index in enumerate(indices):
                 sample = dataset[index]
                 check_sample(sample, data_names, what="segment evaluate",
-                             owner="the model" if mapping.identity else settings.data)
+                             owner="the model" if mapping.identity else settings.spec)
                 image = sample["image"]
                 size = tuple(image.shape[-2:])
                 x = resize_image(image, model_size) if model_size else image
@@ -204,12 +225,14 @@ def _summarise(rows, settings, sidecar, dataset, pipeline, class_names, seconds)
         level = level_text or None
     record: dict[str, Any] = {
         "method": pipeline.label, "noise": noise_name or None, "level": level,
-        "dataset": getattr(dataset, "name", settings.data.split(":")[0]),
-        "data": settings.data, "split": settings.split, "n_images": n,
+        "dataset": getattr(dataset, "name", settings.spec.split(":")[0]),
+        "data": settings.spec, "split": settings.split, "n_images": n,
         "model": str(settings.model), "arch": sidecar["arch"],
         "postprocess": settings.postprocess,
         "trained_inputs": sidecar.get("meta", {}).get("inputs"),
     }
+    if settings.test is not None:
+        record["train_data"] = settings.data
     mean = lambda key: nanmean([r.get(key) for r in rows])  # noqa: E731
     record.update(dice=mean("dice"), iou=mean("iou"),
                   hd95=mean(f"hd95_{unit}"), hd95_unit=unit, area_bias=mean("area_bias"),
