@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 
 import usdenoise.cli.demo as demo
 from usdenoise.cli.app import main
@@ -72,15 +73,28 @@ def test_unavailable_reports_the_reason() -> None:
 
 def test_cli_demo_prints_table_and_notes(tmp_path: Path, tiny_plan, capsys) -> None:
     out = tmp_path / "demo"
-    for _ in range(2):  # the command replaces an earlier demo by default
-        with pytest.raises(SystemExit) as exit_info:
-            main(["demo", "--quick", "--out", str(out)])
-        assert exit_info.value.code == 0
-        captured = capsys.readouterr()
-        assert "| lee |" in captured.out and "| noisy |" in captured.out
-        assert f"{out}/results.md" in captured.err.replace("\n", "")
-        if not WEIGHTS.is_file():
-            assert "note: default skipped" in captured.err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--quick", "--out", str(out), "--device", "cpu"])
+    assert exit_info.value.code == 0
+    captured = capsys.readouterr()
+    assert "| lee |" in captured.out and "| noisy |" in captured.out
+    assert f"{out}/results.md" in captured.err.replace("\n", "")
+    if not WEIGHTS.is_file():
+        assert "note: default skipped" in captured.err
+
+
+def test_cli_demo_keeps_an_earlier_demo_unless_overwrite(tmp_path: Path, tiny_plan,
+                                                         capsys) -> None:
+    out = tmp_path / "demo"
+    assert run_cli(capsys, "demo", "--quick", "--out", out)[0] == 0
+    (out / "results.json").write_text("[]")  # marks the earlier results
+    code, stdout, err = run_cli(capsys, "demo", "--quick", "--out", out)
+    assert code == 2 and stdout == "" and err.count("\n") == 1
+    assert "results.json" in err and "--overwrite" in err
+    assert (out / "results.json").read_text() == "[]"
+    code, _, err = run_cli(capsys, "demo", "--quick", "--out", out, "--overwrite")
+    assert code == 0, err
+    assert json.loads((out / "results.json").read_text())[0]["method"] == "noisy"
 
 
 def test_train_option_adds_the_trained_model_and_reruns(tmp_path: Path, monkeypatch) -> None:

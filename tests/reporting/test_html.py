@@ -171,7 +171,7 @@ def test_train_report(train_dir: Path) -> None:
 def test_train_command_writes_its_report(tmp_path: Path) -> None:
     run = tmp_path / "run"
     _run(["train", "phantom:12", "--out", str(run), "--epochs", "1", "--size", "32", "--crop",
-          "16", "--batch-size", "4", "--limit", "1", "--model-param", "channels=4,4,4,4",
+          "16", "--batch-size", "4", "--limit", "1", "--arch-param", "channels=4,4,4,4",
           "--device", "cpu", "--no-progress"])
     text = (run / REPORT_NAME).read_text(encoding="utf-8")
     command = recorded_command(text)

@@ -63,7 +63,7 @@ OPTION_ROWS = {
                           "epochs", None),
     "inspect_limit_zero": (["inspect", "phantom:1", "--limit", "0"], "--limit", None),
     "inspect_out_not_json": (["inspect", "phantom:1", "--out", "{tmp}/x.txt"], "--out", None),
-    "segment_evaluate_split_unknown": (["segment", "evaluate", "phantom:1", "--model",
+    "segment_evaluate_split_unknown": (["segment", "evaluate", "phantom:1", "--segmenter",
                                         "{tmp}/nomodel", "--split", "bogus", "--out",
                                         "{tmp}/o"], "--split", None),
 }

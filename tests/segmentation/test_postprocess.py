@@ -62,14 +62,14 @@ def test_segment_evaluate_postprocess_option(tmp_path, capsys) -> None:
     run = tmp_path / "run"
     code, _, err = run_cli(capsys, "segment", "train", "phantom:12", "--out", run, "--size", "32",
                            "--epochs", "1", "--batch-size", "4", "--device", "cpu",
-                           "--no-progress", "--arch", "segnet", "--model-param", "channels=4,8")
+                           "--no-progress", "--arch", "segnet", "--arch-param", "channels=4,8")
     assert code == 0, err
     for mode in ("none", "ellipse"):
-        code, _, err = run_cli(capsys, "segment", "evaluate", "phantom:12", "--model", run,
+        code, _, err = run_cli(capsys, "segment", "evaluate", "phantom:12", "--segmenter", run,
                                "--out", tmp_path / mode, "--postprocess", mode, "--split", "all")
         assert code == 0, err
         record = json.loads((tmp_path / mode / "results.json").read_text())[0]
         assert record["postprocess"] == mode
-    code, _, err = run_cli(capsys, "segment", "evaluate", "phantom:12", "--model", run,
+    code, _, err = run_cli(capsys, "segment", "evaluate", "phantom:12", "--segmenter", run,
                            "--out", tmp_path / "bad", "--postprocess", "smooth")
     assert code == 2 and "--postprocess 'smooth'" in err and not (tmp_path / "bad").exists()

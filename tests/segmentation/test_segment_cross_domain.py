@@ -27,7 +27,7 @@ pytest.importorskip("monai")
 sitk = pytest.importorskip("SimpleITK")
 
 TINY = ["--size", "32", "--epochs", "1", "--limit", "1", "--batch-size", "4", "--device", "cpu",
-        "--no-progress", "--arch", "segnet", "--model-param", "channels=4,8,8"]
+        "--no-progress", "--arch", "segnet", "--arch-param", "channels=4,8,8"]
 NOTE = ("psfhs: class 'pubic_symphysis' has no counterpart in the model (background, head): "
         "counted as background")
 
@@ -136,7 +136,7 @@ def test_cli_evaluate_on_psfhs(psfhs_root: Path, head_run: Path, tmp_path: Path)
     out = tmp_path / "cli"
     with pytest.warns(UserWarning, match="no counterpart in the model"):
         result = CliRunner().invoke(app, ["segment", "evaluate", f"psfhs:{psfhs_root}",
-                                          "--model", str(head_run), "--out", str(out)])
+                                          "--segmenter", str(head_run), "--out", str(out)])
     assert result.exit_code == 0, result.output
     record = json.loads((out / "results.json").read_text())[0]
     assert record["split"] == "test" and record["n_images"] >= 1
@@ -148,13 +148,13 @@ def test_cli_classes_restricts_a_psfhs_model_to_the_head(psfhs_root: Path, tmp_p
                                                          capsys) -> None:
     names = ("background", "pubic_symphysis", "fetal_head")
     model = _constant_model(tmp_path / "ps", names, 2)
-    code, _, err = _cli(capsys, "segment", "evaluate", f"psfhs:{psfhs_root}", "--model", model,
+    code, _, err = _cli(capsys, "segment", "evaluate", f"psfhs:{psfhs_root}", "--segmenter", model,
                         "--out", tmp_path / "all", "--split", "all")
     assert code == 0, err
     full = json.loads((tmp_path / "all" / "results.json").read_text())[0]
     assert full["dice_pubic_symphysis"] == 0.0 and "class_map" not in full  # names agree
     with pytest.warns(UserWarning, match="not among --classes fetal_head"):
-        code, _, err = _cli(capsys, "segment", "evaluate", f"psfhs:{psfhs_root}", "--model",
+        code, _, err = _cli(capsys, "segment", "evaluate", f"psfhs:{psfhs_root}", "--segmenter",
                             model, "--out", tmp_path / "head", "--split", "all",
                             "--classes", "head")
     assert code == 0, err
@@ -164,7 +164,7 @@ def test_cli_classes_restricts_a_psfhs_model_to_the_head(psfhs_root: Path, tmp_p
     assert record["dice_fetal_head"] == pytest.approx(hand, abs=1e-9)
     assert record["dice"] == pytest.approx(hand, abs=1e-9)
     assert full["dice_fetal_head"] == pytest.approx(hand, abs=1e-9)  # same head, same Dice
-    code, _, err = _cli(capsys, "segment", "evaluate", f"psfhs:{psfhs_root}", "--model", model,
+    code, _, err = _cli(capsys, "segment", "evaluate", f"psfhs:{psfhs_root}", "--segmenter", model,
                         "--out", tmp_path / "x", "--split", "all", "--classes", "brain")
     assert code == 2 and "--classes brain: not a class of the model" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
@@ -173,7 +173,7 @@ def test_cli_classes_restricts_a_psfhs_model_to_the_head(psfhs_root: Path, tmp_p
 def test_model_with_no_matching_class_is_refused(psfhs_root: Path, tmp_path: Path,
                                                  capsys) -> None:
     model = _constant_model(tmp_path / "brain", ("background", "brain"), 1)
-    code, _, err = _cli(capsys, "segment", "evaluate", f"psfhs:{psfhs_root}", "--model", model,
+    code, _, err = _cli(capsys, "segment", "evaluate", f"psfhs:{psfhs_root}", "--segmenter", model,
                         "--out", tmp_path / "e", "--split", "all")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"psfhs:{psfhs_root}: masks have 3 classes (background, pubic_symphysis, " \

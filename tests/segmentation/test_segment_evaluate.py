@@ -34,7 +34,7 @@ from usdenoise.training.config import TrainConfig
 pytest.importorskip("monai")
 
 TINY = ["--size", "32", "--epochs", "1", "--limit", "1", "--batch-size", "4", "--device", "cpu",
-        "--no-progress", "--arch", "segnet", "--model-param", "channels=4,8,8"]
+        "--no-progress", "--arch", "segnet", "--arch-param", "channels=4,8,8"]
 
 
 
@@ -180,7 +180,7 @@ def test_segment_train_and_evaluate_on_phantoms(tmp_path: Path, capsys) -> None:
     assert sidecar["kind"] == "segmenter" and sidecar["arch"] == "segnet"
     assert sidecar["meta"]["class_names"] == ["background", "head"]
     assert "val_dice" in (run / "metrics.csv").read_text().splitlines()[0]
-    code, stdout, err = _cli(capsys, "segment", "evaluate", "phantom:12", "--model", run,
+    code, stdout, err = _cli(capsys, "segment", "evaluate", "phantom:12", "--segmenter", run,
                              "--out", out, "--split", "all", "--limit", "3", "--examples", "2",
                              "--noise", "rayleigh:0.5", "--denoise", "median")
     assert code == 0, err
@@ -204,7 +204,7 @@ def test_segment_train_and_evaluate_on_phantoms(tmp_path: Path, capsys) -> None:
     assert predicted.shape == (256, 256)  # back at the image's own size (phantom default)
     assert set(predicted.unique().tolist()) <= {0, 1}  # class labels only, never blends
     assert len((out / "per_image.csv").read_text().splitlines()) == 4
-    code, _, err = _cli(capsys, "segment", "evaluate", "phantom:12", "--model", run,
+    code, _, err = _cli(capsys, "segment", "evaluate", "phantom:12", "--segmenter", run,
                         "--out", out, "--split", "all", "--limit", "1")
     assert code == 2 and "already exists" in err
 
@@ -262,7 +262,7 @@ def test_class_count_mismatch_in_train_and_evaluate(tmp_path: Path, capsys) -> N
     net = build_segmenter("segnet", "fast", num_classes=3, channels=[4, 4, 4])
     save_model(tmp_path / "seg3" / "model_best", net, arch="segnet", arch_config=net.config,
                kind="segmenter", meta={"class_names": ["background", "a", "b"]})
-    code, _, err = _cli(capsys, "segment", "evaluate", "phantom:12", "--model",
+    code, _, err = _cli(capsys, "segment", "evaluate", "phantom:12", "--segmenter",
                         tmp_path / "seg3", "--out", tmp_path / "e", "--split", "all")
     assert code == 2 and "masks have 2 classes" in err and "predicts 3" in err
 
@@ -302,14 +302,14 @@ def test_denoiser_checkpoint_given_as_segmenter_and_back(tmp_path: Path, capsys)
     denoiser = build_network("dncnn", "fast")
     save_model(tmp_path / "den" / "model", denoiser, arch="dncnn", arch_config=denoiser.config,
                kind="denoiser")
-    code, _, err = _cli(capsys, "segment", "evaluate", "phantom:12", "--model",
+    code, _, err = _cli(capsys, "segment", "evaluate", "phantom:12", "--segmenter",
                         tmp_path / "den", "--out", tmp_path / "e", "--split", "all")
     assert code == 2 and "checkpoint is a denoiser, not a segmenter" in err
     net = build_segmenter("segnet", "fast", channels=[4, 4, 4])
     save_model(tmp_path / "seg" / "model", net, arch="segnet", arch_config=net.config,
                kind="segmenter")
     code, _, err = _cli(capsys, "segment", "train", "phantom:12", "--out", tmp_path / "r",
-                        *TINY, "--model", tmp_path / "seg")
+                        *TINY, "--denoise-model", tmp_path / "seg")
     assert code == 2 and "is a segmenter, not a denoiser" in err
 
 
@@ -317,9 +317,9 @@ def test_segmenter_given_as_the_denoiser_of_segment_evaluate(tmp_path: Path, cap
     net = build_segmenter("segnet", "fast", channels=[4, 4, 4])
     save_model(tmp_path / "seg" / "model_best", net, arch="segnet", arch_config=net.config,
                kind="segmenter", meta={"class_names": ["background", "head"], "image_size": 32})
-    code, _, err = _cli(capsys, "segment", "evaluate", "phantom:12", "--model", tmp_path / "seg",
-                        "--denoise-model", tmp_path / "seg", "--out", tmp_path / "e",
-                        "--split", "all")
+    code, _, err = _cli(capsys, "segment", "evaluate", "phantom:12", "--segmenter",
+                        tmp_path / "seg", "--denoise-model", tmp_path / "seg", "--out",
+                        tmp_path / "e", "--split", "all")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "model_best.safetensors: checkpoint is a segmenter, not a denoiser" in err
     assert not (tmp_path / "e").exists()  # refused before anything is written
@@ -333,7 +333,7 @@ def test_empty_prediction_and_missing_pixel_size_are_reported(tmp_path: Path, ca
     save_model(tmp_path / "bg" / "model_best", net, arch="segnet", arch_config=net.config,
                kind="segmenter", meta={"class_names": ["background", "head"],
                                        "image_size": 32})
-    code, stdout, err = _cli(capsys, "segment", "evaluate", "phantom:12", "--model",
+    code, stdout, err = _cli(capsys, "segment", "evaluate", "phantom:12", "--segmenter",
                              tmp_path / "bg", "--out", tmp_path / "e", "--split", "all",
                              "--limit", "2")
     assert code == 0, err
@@ -344,7 +344,7 @@ def test_empty_prediction_and_missing_pixel_size_are_reported(tmp_path: Path, ca
     # PNG folder: no pixel size -> Dice only, HC skipped with a warning, HD95 in pixels
     data = _folder(tmp_path / "pngs", 3, masks=True)
     with pytest.warns(UserWarning, match="no pixel size"):
-        code, _, err = _cli(capsys, "segment", "evaluate", f"folder:{data}", "--model",
+        code, _, err = _cli(capsys, "segment", "evaluate", f"folder:{data}", "--segmenter",
                             tmp_path / "bg", "--out", tmp_path / "f", "--split", "all")
     assert code == 0, err
     record = json.loads((tmp_path / "f" / "results.json").read_text())[0]

@@ -31,7 +31,7 @@ from usdenoise.training.config import TrainConfig
 from usdenoise.training.loop import fit
 
 ARGS = ["phantom:16", "--size", "16", "--crop", "16", "--arch", "dncnn",
-        "--model-param", "channels=4", "--model-param", "depth=2", "--loss", "l1+ssim",
+        "--arch-param", "channels=4", "--arch-param", "depth=2", "--loss", "l1+ssim",
         "--batch-size", "4", "--epochs", "2", "--limit", "3", "--device", "cpu",
         "--no-progress", "--seed", "7", "--schedule", "cosine", "--clip-grad", "1.0"]
 

@@ -280,7 +280,7 @@ def test_cli_trains_and_resumes_without_repeating_settings(
 ) -> None:
     run = tmp_path / "run"
     args = ["train", "phantom:12", "--size", "32", "--crop", "16", "--batch-size", "4",
-            "--model-param", "channels=4,4,4,4", "--loss", "l1", "--epochs", "1",
+            "--arch-param", "channels=4,4,4,4", "--loss", "l1", "--epochs", "1",
             "--limit", "2", "--device", "cpu", "--schedule", "none", "--out", str(run)]
     with pytest.raises(SystemExit) as exit_info:
         main(args)
@@ -494,7 +494,7 @@ def test_cli_trains_with_a_segmenter(tmp_path: Path, segmenter_run) -> None:
 
     run = tmp_path / "run"
     args = ["train", "phantom:12", "--size", "32", "--crop", "16", "--batch-size", "4",
-            "--model-param", "channels=4,4,4,4", "--loss", "l1+msssim+0.1*task",
+            "--arch-param", "channels=4,4,4,4", "--loss", "l1+msssim+0.1*task",
             "--segmenter", str(segmenter_run), "--epochs", "1", "--limit", "1",
             "--device", "cpu", "--no-progress", "--out", str(run)]
     result = CliRunner().invoke(app, args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,14 +12,15 @@ from rich.console import Console
 from rich.table import Table
 
 from usdenoise import __version__
-from usdenoise.cli.options import DATA_HELP
+from usdenoise.cli.options import DATA_HELP, network_device, renamed
 from usdenoise.core.errors import UsdenoiseError
 
 app = typer.Typer(
     name="usdenoise",
     help="Speckle removal for ultrasound images, benchmarks, and the downstream check.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (docs/cli.md)
+    context_settings={"help_option_names": ["-h", "--help"]},  # subcommands inherit it
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
@@ -52,7 +54,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True),
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                 help="print the version and exit"),
     debug: bool = typer.Option(False, "--debug", help="show the traceback of internal errors "
                                                       "(exit code 1)"),
 ) -> None:
@@ -102,7 +105,8 @@ def simulate(
 @app.command()
 def evaluate(
     data: str = typer.Argument("phantom", help=DATA_HELP),
-    methods: str = typer.Option("bm3d,nlm,lee,srad,median", help="comma-separated denoisers"),
+    methods: str = typer.Option("default,bm3d,nlm,lee,srad,median", help="comma-separated "
+                                "denoisers (default: the shipped model and the classic filters)"),
     noise: str = typer.Option("rayleigh:0.1,0.25,0.5,0.75", help="noise levels, e.g. gamma:4,8"),
     param: list[str] = typer.Option([], help="method.key=value, repeatable (e.g. lee.window=7)"),
     out: Path = typer.Option(..., help="output folder for results.json/csv/md and examples/"),
@@ -113,7 +117,8 @@ def evaluate(
     limit: int | None = typer.Option(None, help="only the first N test images"),
     seed: int = typer.Option(0, help="seed of the split and the noise"),
     examples: int = typer.Option(2, help="example images per method in examples/"),
-    no_reference: bool = typer.Option(False, help="no clean images: ENL/CNR/gCNR/SSI/EPI only"),
+    no_reference: bool = typer.Option(False, "--no-reference",
+                                      help="no clean images: ENL/CNR/gCNR/SSI/EPI only"),
     segmenter: Path | None = typer.Option(
         None, help="segmenter run trained on originals: Dice/HC on outputs vs inputs"),
     test: str | None = typer.Option(
@@ -122,12 +127,15 @@ def evaluate(
         "0.25,0.5,0.75,1", help="strengths of the blend curves ('none': no curves)"),
     match_reduction: str = typer.Option(
         "0.3", help="common speckle-index reduction (0.3 = -30 %) or 'default'"),
-    device: str = typer.Option("auto", help="device of the segmenter: auto, cpu, cuda"),
+    device: str = typer.Option("auto", help="where the networks (default, network) and the "
+                                            "segmenter run: auto, cpu or cuda"),
     overwrite: bool = typer.Option(False, help="replace existing results in --out"),
     threads: ThreadsOpt = None,
 ) -> None:
     """Benchmark denoisers: every method at every noise level on the same noisy test images."""
     _set_threads(threads)
+    from dataclasses import replace
+
     from usdenoise.core.specs import parse_noise_list
     from usdenoise.denoise.benchmark import EvaluationSettings, parse_methods
     from usdenoise.denoise.benchmark import evaluate as run
@@ -146,7 +154,8 @@ def evaluate(
                           else fraction(match_reduction, "--match-reduction"))
     noises = [f"{name}:{level}" for name, level in parse_noise_list(noise)]
     settings = EvaluationSettings(
-        data=data, methods=parse_methods(methods, param), noises=noises, split=split,
+        data=data, methods=[replace(m, params=network_device(m.name, m.params, device))
+                            for m in parse_methods(methods, param)], noises=noises, split=split,
         size=size or None, limit=limit, seed=seed, examples=examples, no_reference=no_reference,
         segmenter=None if segmenter is None else str(segmenter), test=test, strengths=grid,
         match_reduction=match, device=device,
@@ -171,6 +180,8 @@ def denoise(
     recursive: bool = typer.Option(False, help="also denoise images in subfolders"),
     workers: int = typer.Option(1, help="processes for CPU filters"),
     dicom_as: str = typer.Option("dicom", help="write DICOM input back as dicom or png"),
+    device: str = typer.Option("auto", help="where a network runs: auto, cpu or cuda (the "
+                                            "classic filters run on the CPU)"),
     strict: bool = typer.Option(False, help="stop at the first unreadable file, don't skip it"),
     overwrite: bool = typer.Option(False, help="replace existing output files"),
     threads: ThreadsOpt = None,
@@ -190,6 +201,7 @@ def denoise(
         if method not in (None, "network"):
             raise UsdenoiseError("give either --method or --model, not both")
         method, params["checkpoint"] = "network", str(model)
+    params = network_device(method or "default", params, device)
     with warnings.catch_warnings():  # skipped files are reported below, one line each
         warnings.filterwarnings("ignore", message="skipped ", category=UserWarning)
         summary = denoise_files(
@@ -225,6 +237,11 @@ CacheOpt = Annotated[bool | None, typer.Option(
     "--cache/--no-cache", help="keep decoded images in memory between epochs")]
 ProgressOpt = Annotated[bool | None, typer.Option(
     "--progress/--no-progress", help="progress bar (default: when on a terminal)")]
+ArchParamOpt = Annotated[list[str] | None, typer.Option(
+    help="network option key=value, repeatable")]
+# the old spellings, hidden; they still work with a note (renamed so --model has one meaning)
+OldArchParamOpt = Annotated[list[str] | None, typer.Option("--model-param", hidden=True)]
+OldModelOpt = Annotated[Path | None, typer.Option("--model", hidden=True)]
 
 
 @app.command()
@@ -233,7 +250,8 @@ def train(
     config: ConfigOpt = None,
     arch: str | None = typer.Option(None, help="network: diconvae, dncnn or unet"),
     preset: PresetOpt = None,
-    model_param: list[str] = typer.Option([], help="network option key=value, repeatable"),
+    arch_param: ArchParamOpt = None,
+    model_param: OldArchParamOpt = None,
     loss: str | None = typer.Option(None, help="loss, e.g. l1+msssim or 0.16*l1+0.84*msssim"),
     noise: str | None = typer.Option(None, help="speckle; a range is blind: rayleigh:0.1-0.75"),
     epochs: EpochsOpt = None,
@@ -286,8 +304,8 @@ def train(
         "segmenter": segmenter and str(segmenter), "self_supervised": self_supervised,
     }
     given = {key: value for key, value in given.items() if value is not None}
-    if model_param:
-        given["model"] = parse_model_params(model_param)
+    if arch_param := renamed("train", "--arch-param", "--model-param", arch_param, model_param):
+        given["model"] = parse_model_params(arch_param)
     if config is not None:
         settings = load_config(config, **given)
     elif resume is not None:  # the run's own settings, with what was given on top
@@ -310,7 +328,9 @@ def demo(
     out: Path = typer.Option(Path("usdenoise-demo"), help="output folder"),
     quick: bool = typer.Option(False, help="smaller images, fewer levels: under a minute"),
     train: bool = typer.Option(False, help="also train a fast DiConvAE on phantoms and include it"),
-    overwrite: bool = typer.Option(True, help="replace the results of an earlier demo in --out"),
+    overwrite: bool = typer.Option(False, help="replace the results of an earlier demo in --out"),
+    device: str = typer.Option("auto", help="where the networks run and train: auto, cpu or "
+                                            "cuda"),
     threads: ThreadsOpt = None,
 ) -> None:
     """The main job on the built-in phantom: simulate, denoise, evaluate, show the table."""
@@ -318,7 +338,7 @@ def demo(
     from usdenoise.cli.demo import run_demo
     from usdenoise.reporting.tables import markdown_table
 
-    records, notes = run_demo(out, quick=quick, train=train, overwrite=overwrite)
+    records, notes = run_demo(out, quick=quick, train=train, overwrite=overwrite, device=device)
     print(markdown_table(records))
     for note in notes:
         console.print(f"note: {note}")
@@ -351,9 +371,12 @@ def segment_train(
     data: DataArg = None,
     arch: str | None = typer.Option(None, help="segmenter: unet (MONAI, default) or segnet"),
     preset: PresetOpt = None,
-    model_param: list[str] = typer.Option([], help="network option key=value, repeatable"),
+    arch_param: ArchParamOpt = None,
+    model_param: OldArchParamOpt = None,
     denoise: str | None = typer.Option(None, help="denoiser applied to every image first"),
-    model: Path | None = typer.Option(None, help="denoiser checkpoint applied to every image"),
+    denoise_model: Path | None = typer.Option(None, help="denoiser checkpoint applied to every "
+                                                         "image first"),
+    model: OldModelOpt = None,
     denoise_param: list[str] = typer.Option([], help="denoiser parameter key=value"),
     noise: str | None = typer.Option(None, help="speckle added first (seeded per image), "
                                                 "e.g. rayleigh:0.5; default none"),
@@ -385,7 +408,8 @@ def segment_train(
     from usdenoise.training.distributed import is_main_process
     from usdenoise.training.loop import fit
 
-    method, params = _denoise_choice(denoise, model, denoise_param, "--model")
+    denoise_model = renamed("segment train", "--denoise-model", "--model", denoise_model, model)
+    method, params = _denoise_choice(denoise, denoise_model, denoise_param, "--denoise-model")
     given = {
         "data": data, "arch": arch, "preset": preset, "noise": noise, "denoise": method,
         "num_classes": num_classes, "loss": loss, "epochs": epochs,
@@ -397,8 +421,9 @@ def segment_train(
     given = {key: value for key, value in given.items() if value is not None}
     if params:
         given["denoise_params"] = params
-    if model_param:
-        given["model"] = parse_model_params(model_param)
+    if arch_param := renamed("segment train", "--arch-param", "--model-param", arch_param,
+                             model_param):
+        given["model"] = parse_model_params(arch_param)
     if resume is None and out is None:
         raise UsdenoiseError("segment train: give the run folder with --out RUN (or --resume RUN)")
     settings = segment_train_config(given, config=config, resume=resume)
@@ -414,7 +439,9 @@ def segment_train(
 @segment_app.command("evaluate")
 def segment_evaluate(
     data: str = typer.Argument("phantom", help=DATA_HELP),
-    model: Path = typer.Option(..., help="segmenter run folder or checkpoint"),
+    segmenter: Path | None = typer.Option(None, help="segmenter run folder or checkpoint "
+                                                     "(required)"),
+    model: OldModelOpt = None,
     out: Path = typer.Option(..., help="folder for results.json/csv/md, masks/, overlays/"),
     denoise: str | None = typer.Option(None, help="denoiser applied to every image first"),
     denoise_model: Path | None = typer.Option(None, help="denoiser checkpoint applied first"),
@@ -443,9 +470,12 @@ def segment_evaluate(
     _set_threads(threads)
     from usdenoise.segmentation.evaluate import SegmentEvaluation, evaluate_segmenter
 
+    segmenter = renamed("segment evaluate", "--segmenter", "--model", segmenter, model)
+    if segmenter is None:
+        raise UsdenoiseError("segment evaluate: give the segmenter run with --segmenter RUN")
     method, params = _denoise_choice(denoise, denoise_model, denoise_param, "--denoise-model")
     settings = SegmentEvaluation(
-        data=data, model=str(model), noise=noise, denoise=method, denoise_params=params,
+        data=data, model=str(segmenter), noise=noise, denoise=method, denoise_params=params,
         split=split, size=size, limit=limit, seed=seed, examples=examples, device=device,
         classes=classes, postprocess=postprocess, test=test)
     records, _ = evaluate_segmenter(settings, out, overwrite=overwrite)
@@ -476,6 +506,43 @@ app.command("inspect")(inspect_command)
 # ---- commands added by later modules go above this line ----
 
 
+def _reflow(doc: str) -> str:
+    """A docstring with each paragraph on one line: typer's rich help keeps the source's line
+    breaks, which break the text mid-sentence at any terminal width."""
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n"))
+
+
+for _info in (*app.registered_commands, *segment_app.registered_commands):
+    if _info.help is None and _info.callback is not None and _info.callback.__doc__:
+        _info.help = _reflow(_info.callback.__doc__)
+
+COMPLETE_VAR = "_USDENOISE_COMPLETE"  # the shell-completion protocol typer and click share
+SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+
+
+def _named_shell_completion(args: list[str]) -> None:
+    """`--show-completion SHELL`: typer's flag only detects the shell it runs in (and ignores
+    a name after it), so a named shell goes through the protocol: `COMPLETE_VAR=source_SHELL`.
+    Returns when `args` is something else."""
+    words = args[0].split("=", 1) + args[1:] if args else []
+    if len(words) != 2 or words[0] not in ("--show-completion", "--install-completion"):
+        return
+    option, shell = words[0], words[1].strip().lower()
+    if option == "--install-completion":
+        raise UsdenoiseError(f"--install-completion {words[1]}: takes no shell name, it "
+                             "installs for the shell it runs in; for another shell save the "
+                             "output of `usdenoise --show-completion SHELL`")
+    if shell not in SHELLS:
+        raise UsdenoiseError(f"--show-completion {words[1]}: choose {', '.join(SHELLS)}")
+    import os
+
+    os.environ[COMPLETE_VAR] = f"source_{shell}"
+    try:  # typer prints the script and exits
+        app(args=[], prog_name="usdenoise", standalone_mode=False)
+    finally:
+        os.environ.pop(COMPLETE_VAR, None)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point. Exit codes: 0 done; 2 bad input or usage, one line on stderr (every input
     failing included); 1 internal error, one line (the traceback with `usdenoise --debug`)."""
@@ -484,6 +551,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args
     try:
+        _named_shell_completion(args)
         code = app(args=args, prog_name="usdenoise", standalone_mode=False)
     except UsageError as exc:  # unknown option, bad value: one line, not typer's usage box
         command = f" {exc.ctx.command_path}" if exc.ctx is not None else ""

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from usdenoise.cli.options import network_device
 from usdenoise.cli.report import write_run_report
 from usdenoise.denoise.benchmark import EvaluationSettings, MethodSpec, evaluate
 
@@ -44,7 +45,7 @@ def _unavailable(name: str) -> str | None:
     return None
 
 
-def train_demo_model(out_dir: Path, plan: DemoPlan) -> Path:
+def train_demo_model(out_dir: Path, plan: DemoPlan, *, device: str = "auto") -> Path:
     """A fast DiConvAE trained from scratch on phantoms (the `--train` option)."""
     from usdenoise.training.config import TrainConfig
     from usdenoise.training.loop import fit
@@ -53,7 +54,7 @@ def train_demo_model(out_dir: Path, plan: DemoPlan) -> Path:
         data=f"phantom:{plan.phantoms * 4}", out=str(out_dir / "trained-model"),
         arch="diconvae", preset="fast", model={"shuffle": 2, "residual": "speckle"},
         loss="l1+msssim", noise="rayleigh:0.1-0.75", epochs=plan.train_epochs,
-        batch_size=16, crop=64, image_size=plan.size, seed=0,
+        batch_size=16, crop=64, image_size=plan.size, seed=0, device=device,
     )
     return Path(fit(config))
 
@@ -78,9 +79,10 @@ def _prepare_out_dir(out_dir: Path, *, train: bool, overwrite: bool) -> None:
 
 
 def run_demo(out_dir: Path, *, quick: bool = False, train: bool = False,
-             overwrite: bool = False) -> tuple[list[dict], list[str]]:
+             overwrite: bool = False, device: str = "auto") -> tuple[list[dict], list[str]]:
     """Simulate, denoise with every method, evaluate, write report.html; returns (records,
-    notes)."""
+    notes). An earlier demo's results in `out_dir` are refused unless `overwrite`; `device`
+    is where the networks run (and the `train` model trains)."""
     plan = QUICK if quick else FULL
     out_dir = Path(out_dir)
     _prepare_out_dir(out_dir, train=train, overwrite=overwrite)
@@ -92,11 +94,13 @@ def run_demo(out_dir: Path, *, quick: bool = False, train: bool = False,
             names.append(name)
         else:  # the error says what to install or train
             notes.append(f"{name} skipped: {reason}")
-    methods = [MethodSpec("noisy", {}, "noisy")] + [MethodSpec(n, {}, n) for n in names]
+    methods = [MethodSpec("noisy", {}, "noisy")] + [
+        MethodSpec(n, network_device(n, {}, device), n) for n in names]
     if train:
         start = time.perf_counter()
-        run = train_demo_model(out_dir, plan)
-        methods.append(MethodSpec("network", {"checkpoint": str(run)}, "diconvae (trained now)"))
+        run = train_demo_model(out_dir, plan, device=device)
+        methods.append(MethodSpec("network", network_device("network", {"checkpoint": str(run)},
+                                                            device), "diconvae (trained now)"))
         notes.append(f"trained a fast DiConvAE on phantoms in {time.perf_counter() - start:.0f} s")
     settings = EvaluationSettings(
         data=f"phantom:{plan.phantoms}", methods=methods, noises=list(plan.noises),

@@ -70,7 +70,7 @@ def report_command(
     folder: Path = typer.Argument(..., metavar="DIR",
                                   help="output folder of evaluate, demo, train or study"),
 ) -> None:
-    """Build FOLDER/report.html: one self-contained page (tables, plots, images) from the
+    """Build DIR/report.html: one self-contained page (tables, plots, images) from the
     results in the folder (results.json, metrics.csv + model.json, or study.json)."""
     from usdenoise.reporting.html import build_report
 

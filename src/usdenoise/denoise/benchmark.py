@@ -123,8 +123,9 @@ def _test_samples(settings: EvaluationSettings, out_dir: Path
     split = settings.split or ("all" if settings.no_reference or _is_foreign(settings)
                                else "test")
     indices = list(range(len(dataset))) if split == "all" else list(splits[split])
-    if not indices:  # tiny data sets: fall back to everything rather than evaluating nothing
-        indices = list(range(len(dataset)))
+    if not indices:  # not a silent fallback to every image: those include training images
+        raise UsdenoiseError(f"{spec}: the {split} split is empty ({len(dataset)} images, too "
+                             "few subjects to split); use --split all")
     if settings.limit is not None:
         indices = indices[: settings.limit]
     save_splits(out_dir / "splits.json", splits, dataset=spec, seed=settings.seed)
