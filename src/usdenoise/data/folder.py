@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -52,7 +53,7 @@ class FolderDataset(FileDataset):
                     f"folder: {path} and {seen[path.stem]} have the same name {path.stem!r}"
                 )
             seen[path.stem] = path
-        masks: dict[str, os.PathLike] = {}
+        masks: dict[str, Path] = {}
         if mask_dir.is_dir():
             for path in list_images(mask_dir):
                 if path.stem in masks:

@@ -111,6 +111,7 @@ def _split_indices(settings: SegmentEvaluation, dataset: Any, run: Path,
             splits = load_splits(splits_path, dataset=dataset)
         else:
             splits = split_dataset(dataset, seed=seed)
+        assert settings.split is not None  # evaluate_segmenter resolved it
         indices = list(splits[settings.split])
         if not indices:
             raise UsdenoiseError(f"{settings.spec}: the {settings.split} split is empty "

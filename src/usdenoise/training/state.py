@@ -27,7 +27,7 @@ import random
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -218,7 +218,9 @@ def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 def capture_rng(generators: dict[str, torch.Generator]) -> dict[str, Any]:
     """State of every random source a run uses: torch (CPU and CUDA), numpy, python, ours."""
-    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    # legacy=True (the default) gives this tuple; NumPy's stubs also allow the dict form
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = cast(
+        tuple[str, np.ndarray, int, int, float], np.random.get_state())
     py_version, py_state, py_gauss = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
