@@ -2,7 +2,7 @@
 
 Every user-controlled string (method, data set and noise names, ids) is escaped for the
 format it lands in: `escape_markdown` for Markdown cells and headings (`|`, backticks, `<`,
-`>`, `\\`, `[`, `]` and newlines), `csv_cell` for CSV (a text cell starting with
+`>`, `&`, `\\`, `[`, `]`, `#` and newlines), `csv_cell` for CSV (a text cell starting with
 `=`, `+`, `-`, `@`, a tab or a carriage return is prefixed with `'` so a spreadsheet shows
 it as text and never runs it as a formula; numbers such as -0.5 stay numbers).
 """
@@ -26,7 +26,8 @@ LOWER_IS_BETTER = {"seconds_per_image", "ssi"}
 TABLE_COLUMNS = ["psnr", "ssim", "ms_ssim", "enl", "cnr", "gcnr", "epi", "ssi", "seconds_per_image"]
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`\[\]|])")
+# `#` too: no name reads as a heading marker (evaluate splits results.md at its first `###`)
+_MARKDOWN_SPECIAL = re.compile(r"([\\`\[\]|#])")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 

@@ -24,6 +24,7 @@ from usdenoise import __version__
 from usdenoise.core.files import staged_dir, write_text_atomic
 from usdenoise.metrics.stats import bootstrap_ci, paired_comparison
 from usdenoise.reporting.figures import pyplot, safe_name, save_figure
+from usdenoise.reporting.tables import escape_markdown as md
 from usdenoise.reporting.tables import json_safe, records_to_csv
 from usdenoise.segmentation.evaluate import overlay
 
@@ -164,17 +165,19 @@ def _diff_cell(record: dict[str, Any], key: str, digits: int) -> str:
 
 
 def to_markdown(document: dict[str, Any]) -> str:
+    """study.md; every string that comes from the user (data path, inputs, arm names, notes
+    naming files) goes through `escape_markdown`."""
     settings = document["settings"]
     records = document["records"]
     lines = ["# usdenoise study", "",
-             f"Data `{settings['data']}` at {settings['size']} px, seed {settings['seed']}, "
+             f"Data {md(settings['data'])} at {settings['size']} px, seed {settings['seed']}, "
              f"{'quick' if settings['quick'] else 'full'} mode; split "
-             + ", ".join(f"{k} {v}" for k, v in document["splits"].items()) + " images. "
-             f"Segmenter: {settings['segmenter_arch']}. Means over test subjects with 95% "
+             + ", ".join(f"{md(k)} {md(v)}" for k, v in document["splits"].items()) + " images. "
+             f"Segmenter: {md(settings['segmenter_arch'])}. Means over test subjects with 95% "
              "bootstrap intervals; Δ = arm − none, paired by subject (Wilcoxon p).", ""]
-    lines += [f"- **{a['name']}**: {a['summary']}" for a in document["arms"]]
+    lines += [f"- **{md(a['name'])}**: {md(a['summary'])}" for a in document["arms"]]
     lines.append("")
-    lines += [f"Note: {n}" for n in document["notes"]]
+    lines += [f"Note: {md(n)}" for n in document["notes"]]
     protocols = {"A": "Protocol A: segmenter trained on original images, tested on processed ones",
                  "B": "Protocol B: segmenter trained and tested on processed images"}
     for protocol, title in protocols.items():
@@ -183,12 +186,12 @@ def to_markdown(document: dict[str, Any]) -> str:
             continue
         lines += ["", f"## {title}"]
         for noise in dict.fromkeys(r["input"] for r in part):
-            lines += ["", f"### input: {noise if noise != 'none' else 'original images'}", "",
+            lines += ["", f"### input: {md(noise) if noise != 'none' else 'original images'}", "",
                       "| arm | α | Dice | Δ Dice | HD95 | HC error (mm) | Δ HC error | "
                       "area bias | PSNR (dB) |", "|---|---|---|---|---|---|---|---|---|"]
             for r in (r for r in part if r["input"] == noise):
                 lines.append(
-                    f"| {r['arm']} | {r['strength']:g} | {_cell(r, 'dice', 3)} | "
+                    f"| {md(r['arm'])} | {r['strength']:g} | {_cell(r, 'dice', 3)} | "
                     f"{_diff_cell(r, 'dice', 3)} | {_cell(r, 'hd95', 2)} | "
                     f"{_cell(r, 'hc_abs_error_mm', 2)} | {_diff_cell(r, 'hc_abs_error_mm', 2)} | "
                     f"{_cell(r, 'area_bias', 3)} | {_cell(r, 'psnr', 2)} |")
@@ -201,14 +204,14 @@ def to_markdown(document: dict[str, Any]) -> str:
                       if c["input"] == choice["input"] and c["arm"] == choice["arm"]]
             at = next(c for c in points if c["alpha"] == choice["alpha"])
             full = next((c for c in points if c["alpha"] == 1.0), None)
-            lines.append(f"| {choice['input']} | {choice['arm']} | {choice['alpha']:g} | "
+            lines.append(f"| {md(choice['input'])} | {md(choice['arm'])} | {choice['alpha']:g} | "
                          f"{_num(at['val_dice'])} | {_num(full and full['val_dice'])} | "
                          f"{_num(at['val_psnr'], 2)} |")
     lines += ["", "## Targets", ""]
     for name, t in document["targets"].items():
         shown = {k: v for k, v in t.items() if k not in ("target", "met", "arms")}
         lines.append(f"- {name}: {'met' if t['met'] else 'NOT met'} (target {t['target']}): "
-                     + ", ".join(f"{k} {_num(v) if isinstance(v, float) else v}"
+                     + ", ".join(f"{k} {_num(v) if isinstance(v, float) else md(v)}"
                                  for k, v in shown.items()))
     lines += ["", "Figures: figures/dice.png, figures/strength_*.png, figures/example_*.png "
               "(rows: inputs; columns: arms; tint: protocol A prediction; green: true border).",
