@@ -210,6 +210,7 @@ class SelfSupervisedTask:
     def prepare_dataset(self, dataset: Any, indices: list[int]) -> Any:
         """Speckle clean images once (with a noise spec); estimate unset r2r statistics."""
         if self.simulated:
+            assert self.noise is not None  # made in __init__ with a noise spec
             dataset = SimulatedScans(dataset, self.noise, self.config.seed)
         if self.method == "r2r":
             self.stats = self._statistics(dataset, indices)
@@ -218,8 +219,8 @@ class SelfSupervisedTask:
     def _statistics(self, dataset: Any, indices: list[int]) -> SpeckleStats:
         c = self.config
         given = (c.ss_level, c.ss_axial, c.ss_lateral)
-        if all(v is not None for v in given):
-            return SpeckleStats(*given)
+        if c.ss_level is not None and c.ss_axial is not None and c.ss_lateral is not None:
+            return SpeckleStats(c.ss_level, c.ss_axial, c.ss_lateral)
         images = [dataset[i]["image"] for i in indices[:ESTIMATE_IMAGES]]
         measured, self.estimate = measure_speckle(images)
         if measured is None:
@@ -247,6 +248,7 @@ class SelfSupervisedTask:
     def _draw(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         """The method's random draw for a batch of `shape` [B, C, H, W]."""
         if self.method == "r2r":
+            assert self.stats is not None  # prepare_dataset sets it for r2r
             return speckle_noise(shape, self.stats, generator=generator)
         return torch.randint(0, len(NEIGHBOUR_PAIRS), choice_shape(shape, self.config.ss_stride),
                              generator=generator, device=generator.device)
