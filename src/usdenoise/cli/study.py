@@ -64,6 +64,9 @@ def study_command(
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
     workers: int | None = typer.Option(None, help="processes for the classic filters "
                                                   "(default: the CPU count)"),
+    test: str | None = typer.Option(None, help="measure the test rows on this data set (all "
+                                               "its images) instead of DATA's test split; "
+                                               "models trained on DATA"),
     overwrite: bool = typer.Option(False, help="replace an existing study.json (runs reused)"),
 ) -> None:
     """Does denoising help segmentation? Arms x inputs x protocols, with subject-level
@@ -87,7 +90,7 @@ def study_command(
         vgg_weights=str(vgg_weights) if vgg_weights else None, tune_strength=tune_strength,
         strengths=_numbers(strengths, "--strengths"), max_images=limits,  # type: ignore[arg-type]
         batch_size=batch_size, seed=seed, resamples=resamples, examples=examples, device=device,
-        workers=workers)
+        workers=workers, test=test)
     console = Console(stderr=True)
     document = run_study(settings, out, log=console.print, overwrite=overwrite)
     for name, target in document["targets"].items():

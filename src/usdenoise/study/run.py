@@ -18,6 +18,13 @@ part-way continues where it was when run again with the same settings):
 
 Metrics are measured as `segment evaluate` does: the prediction is brought back to each
 image's own size by nearest neighbour and compared with the original mask there.
+
+`--test DATA2`: every model is trained (and α tuned) on DATA as above, and the test rows are
+measured on DATA2's images instead of DATA's test split (all of them, at most the test count
+of `--max-images`), with the same inputs and arms; classes are matched by name as in
+`segment evaluate --test` (HC18's head against PSFHS's fetal head, the pubic symphysis
+counted as background). study.json's settings and context (`test_data`) and a note in
+study.md name the test data.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from usdenoise.metrics.geometry import head_circumference, head_classes
 from usdenoise.metrics.segmentation import dice_per_class, image_metrics, nanmean
 from usdenoise.noise.speckle import make_noise
 from usdenoise.reporting.figures import safe_name
+from usdenoise.segmentation.class_mapping import ClassMapping, map_classes
 from usdenoise.segmentation.pipeline import InputPipeline
 from usdenoise.segmentation.predict import predict
 from usdenoise.study.arms import Arm, select_arms
@@ -95,6 +103,8 @@ class StudySettings:
     examples: int = 3
     device: str = "auto"
     workers: int | None = None  # processes for the classic filters; None: the CPU count
+    #: test on this data set instead of DATA's test split (models trained on DATA)
+    test: str | None = None
 
     def resolved(self) -> StudySettings:
         """Defaults of the chosen mode filled in, and the values checked."""
@@ -146,6 +156,19 @@ class StudyData:
     splits: dict[str, list[int]]
     class_names: tuple[str, ...]
     _cache: dict[tuple[bool, int], dict[str, Any]] = field(default_factory=dict)
+    #: test data with other class names: the models' classes matched to its own
+    mapping: ClassMapping | None = None
+
+    @property
+    def measured_names(self) -> tuple[str, ...]:
+        """Class names of the maps the metrics compare (the models' when mapped)."""
+        return self.mapping.names if self.mapping is not None else self.class_names
+
+    def truth(self, mask: torch.Tensor) -> torch.Tensor:
+        return mask if self.mapping is None else self.mapping.truth(mask)
+
+    def prediction(self, pred: torch.Tensor) -> torch.Tensor:
+        return pred if self.mapping is None else self.mapping.prediction(pred)
 
     def sample(self, index: int, *, native: bool = False) -> dict[str, Any]:
         """A sample decoded once: every arm and protocol measures the same test images."""
@@ -178,6 +201,26 @@ def load_study_data(settings: StudySettings) -> StudyData:
                              f"than the batch size {settings.batch_size}")
     names = tuple(str(n) for n in dataset.class_names)
     return StudyData(settings.data, dataset, native, splits, names)
+
+
+def load_test_data(settings: StudySettings, data: StudyData) -> StudyData:
+    """The data the test rows are measured on: `data` itself, or with `--test` all images of
+    that data set (at most the test count of `max_images`), classes matched by name to the
+    models' (those of `data`)."""
+    if settings.test is None or settings.test == settings.data:
+        return data
+    dataset = load_dataset(settings.test, size=settings.size)
+    if len(dataset) == 0:
+        raise UsdenoiseError(f"--test {settings.test}: no images")
+    if not isinstance(dataset[0].get("mask"), torch.Tensor):
+        raise UsdenoiseError(f"--test {settings.test}: images have no masks; the study "
+                             "segments them")
+    names = tuple(str(n) for n in dataset.class_names)
+    mapping = map_classes(data.class_names, names, data_label=settings.test,
+                          model_label=f"trained on {settings.data}")
+    ids = list(range(len(dataset)))[: settings.max_images[2] if settings.max_images else None]
+    return StudyData(settings.test, dataset, load_dataset(settings.test), {"test": ids}, names,
+                     mapping=None if mapping.identity else mapping)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,7 +365,8 @@ def segment_rows(model: torch.nn.Module, data: StudyData, images: dict[int, torc
 
     rows = []
     keys = list(images)
-    heads = head_classes(data.class_names)
+    names = data.measured_names
+    heads = head_classes(names)
     for start in range(0, len(keys), 32):
         chunk = keys[start:start + 32]
         x = torch.stack([images[k] for k in chunk])
@@ -331,8 +375,8 @@ def segment_rows(model: torch.nn.Module, data: StudyData, images: dict[int, torc
         for k, pred, q in zip(chunk, preds, quality, strict=True):
             if native:
                 sample = data.sample(k, native=True)
-                full = resize_mask(pred, tuple(sample["mask"].shape[-2:]))
-                values = image_metrics(full, sample["mask"], class_names=data.class_names,
+                full = data.prediction(resize_mask(pred, tuple(sample["mask"].shape[-2:])))
+                values = image_metrics(full, data.truth(sample["mask"]), class_names=names,
                                        spacing_mm=sample.get("spacing_mm"),
                                        hc_mm=sample.get("hc_mm"))
                 unit = "mm" if sample.get("spacing_mm") is not None else "px"
@@ -340,7 +384,8 @@ def segment_rows(model: torch.nn.Module, data: StudyData, images: dict[int, torc
                 values["hd95_unit"] = unit
             else:
                 sample = data.sample(k)
-                dice = dice_per_class(pred, sample["mask"], len(data.class_names))
+                pred = data.prediction(pred)
+                dice = dice_per_class(pred, data.truth(sample["mask"]), len(names))
                 values = {"dice": nanmean(dice[1:])}  # foreground classes, as image_metrics
                 hc_error = None
                 if sample.get("spacing_mm") is not None and sample.get("hc_mm") is not None:
@@ -398,9 +443,18 @@ def run_study(settings: StudySettings, out_dir: str | Path, *, log: Log = print,
     assert settings.workers is not None
     arms, notes = select_arms(settings.arms, vgg_weights=settings.vgg_weights)
     data = load_study_data(settings)
+    test_data = load_test_data(settings, data)
+    foreign = test_data is not data  # --test: the test rows are measured on other data
+    test_ids, val_ids = test_data.splits["test"], data.splits["val"]
+    if foreign:
+        notes.append(f"test rows: {len(test_ids)} images of {test_data.spec}, every model "
+                     f"trained (and α chosen) on {data.spec}")
+        if test_data.mapping is not None:
+            notes += test_data.mapping.notes(test_data.spec)
     runs = out_dir / "runs"
     log(f"study on {data.spec}: {len(data.splits['train'])}/{len(data.splits['val'])}/"
-        f"{len(data.splits['test'])} train/val/test images at {settings.size} px; arms "
+        f"{len(test_ids)} train/val/test images"
+        + (f" (test: {test_data.spec})" if foreign else "") + f" at {settings.size} px; arms "
         f"{', '.join(a.name for a in arms)}; inputs {', '.join(settings.inputs)}")
 
     # protocol A segmenter: on the original images
@@ -421,54 +475,65 @@ def run_study(settings: StudySettings, out_dir: str | Path, *, log: Log = print,
             trained[arm.name] = _train(
                 denoiser_config(settings, data, arm, run, seg_a_path), log, f"arm {arm.name}")
 
-    # every image through every input and arm, once
-    # protocol B trains on the processed images too; A needs validation and test only
+    # every image through every input and arm, once: the study data's ("study") and, with
+    # --test, the test data's ("test"); protocol B trains on the processed images too, A
+    # needs validation and test only
     parts = ("train", "val", "test") if "B" in settings.protocols else ("val", "test")
-    used = sorted({i for part in parts for i in data.splits[part]})
-    clean = {i: data.sample(i)["image"].float() for i in used}
-    noisy = {s: ({i: clean[i] for i in used} if s == "none" else
-                 {i: add_speckle(clean[i], s, i, settings.seed) for i in used})
-             for s in settings.inputs}
-    processed: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
+    pools = {"study": (data, sorted({i for part in parts if not (foreign and part == "test")
+                                     for i in data.splits[part]}))}
+    if foreign:
+        pools["test"] = (test_data, list(test_ids))
+    test = "test" if foreign else "study"  # the pool the test rows come from
+    clean: dict[str, dict[int, torch.Tensor]] = {}
+    noisy: dict[str, dict[str, dict[int, torch.Tensor]]] = {}
+    for name, (pool, ids) in pools.items():
+        clean[name] = {i: pool.sample(i)["image"].float() for i in ids}
+        noisy[name] = {s: (dict(clean[name]) if s == "none" else
+                           {i: add_speckle(clean[name][i], s, i, settings.seed) for i in ids})
+                       for s in settings.inputs}
+    count = sum(len(ids) for _, ids in pools.values())
+    processed: dict[str, dict[tuple[str, str], dict[int, torch.Tensor]]] = {n: {} for n in pools}
     seconds: dict[str, float] = {}
     for arm in arms:
         denoiser = build_arm_denoiser(arm, trained, settings.device)
         for s in settings.inputs:
-            log(f"denoising {len(used)} images: {s} / {arm.name}")
+            log(f"denoising {count} images: {s} / {arm.name}")
             t0 = time.perf_counter()
             classic = (arm.method, arm.params) if arm.method in CLASSIC_NAMES else None
-            processed[s, arm.name] = run_arm(denoiser, noisy[s], method=classic,
-                                             batch=4 if classic else 16,
-                                             workers=settings.workers)
+            for name in pools:
+                processed[name][s, arm.name] = run_arm(denoiser, noisy[name][s], method=classic,
+                                                       batch=4 if classic else 16,
+                                                       workers=settings.workers)
             seconds[arm.name] = seconds.get(arm.name, 0.0) + time.perf_counter() - t0
-    test_ids, val_ids = data.splits["test"], data.splits["val"]
 
     rows: list[dict[str, Any]] = []
     curves: list[dict[str, Any]] = []
     chosen: dict[tuple[str, str], float] = {}
 
     def add(protocol: str, s: str, arm: str, alpha: float, model, images) -> None:
-        for row in segment_rows(model, data, {i: images[i] for i in test_ids}, clean):
+        for row in segment_rows(model, test_data, {i: images[i] for i in test_ids},
+                                clean[test]):
             rows.append({"protocol": protocol, "input": s, "arm": arm, "strength": alpha, **row})
 
     if "A" in settings.protocols:
         for s in settings.inputs:
             for arm in arms:
                 log(f"protocol A: {s} / {arm.name}")
-                add("A", s, arm.name, 1.0, seg_a, processed[s, arm.name])
+                add("A", s, arm.name, 1.0, seg_a, processed[test][s, arm.name])
         if settings.tune_strength:
             for s in settings.inputs:
                 for arm in arms:
                     if arm.name == "none":
                         continue
                     log(f"strength search (validation): {s} / {arm.name}")
-                    den = processed[s, arm.name]
+                    den = processed["study"][s, arm.name]
                     alpha, curve = tune_strength(
-                        seg_a, data, {i: noisy[s][i] for i in val_ids},
-                        {i: den[i] for i in val_ids}, clean, settings.strengths)
+                        seg_a, data, {i: noisy["study"][s][i] for i in val_ids},
+                        {i: den[i] for i in val_ids}, clean["study"], settings.strengths)
                     chosen[s, arm.name] = alpha
                     curves += [{"input": s, "arm": arm.name, **point} for point in curve]
-                    tuned = {i: blend(den[i], noisy[s][i], alpha) for i in test_ids}
+                    den = processed[test][s, arm.name]
+                    tuned = {i: blend(den[i], noisy[test][s][i], alpha) for i in test_ids}
                     add("A", s, f"{arm.name}{TUNED_SUFFIX}", alpha, seg_a, tuned)
     if "B" in settings.protocols:
         for s in settings.inputs:
@@ -477,22 +542,25 @@ def run_study(settings: StudySettings, out_dir: str | Path, *, log: Log = print,
                     model = seg_a  # trained on the original images: protocol A's segmenter
                 else:
                     run = runs / f"segmenter-B-{safe_name(s)}-{arm.name}"
-                    best = train_protocol_b(settings, data, run, processed[s, arm.name], s,
-                                            arm.name, log)
+                    best = train_protocol_b(settings, data, run,
+                                            processed["study"][s, arm.name], s, arm.name, log)
                     model, _ = load_segmenter(best, device=settings.device)
-                add("B", s, arm.name, 1.0, model, processed[s, arm.name])
+                add("B", s, arm.name, 1.0, model, processed[test][s, arm.name])
 
     context = {
         "settings": asdict(settings), "arms": [asdict(a) for a in arms], "notes": notes,
         "class_names": list(data.class_names),
-        "splits": {k: len(v) for k, v in data.splits.items()},
+        "splits": {**{k: len(v) for k, v in data.splits.items()}, "test": len(test_ids)},
+        "test_data": test_data.spec,
         "segmenter_a": str(seg_a_path), "denoisers": {k: str(v) for k, v in trained.items()},
         "strengths_chosen": [{"input": s, "arm": a, "alpha": v}
                              for (s, a), v in chosen.items()],
-        "denoise_seconds_per_image": {k: v / max(1, len(used) * len(settings.inputs))
+        "denoise_seconds_per_image": {k: v / max(1, count * len(settings.inputs))
                                       for k, v in seconds.items()},
     }
-    examples = _example_panels(settings, data, seg_a, processed, arms, test_ids)
+    if test_data.mapping is not None:
+        context["class_map"] = test_data.mapping.describe()
+    examples = _example_panels(settings, test_data, seg_a, processed[test], arms, test_ids)
     document = write_study(out_dir, rows=rows, curves=curves, context=context,
                            examples=examples, seed=settings.seed, resamples=settings.resamples)
     log(f"study finished in {time.perf_counter() - started:.0f} s: {out_dir / 'study.md'}")
@@ -517,11 +585,12 @@ def _example_panels(settings, data, model, processed, arms, test_ids):
 
     panels = []
     for i in test_ids[: settings.examples]:
-        mask = data.sample(i)["mask"]
+        mask = data.truth(data.sample(i)["mask"])  # in the models' classes (--test)
         tiles = []
         for s in settings.inputs:
             for arm in arms:
                 image = processed[s, arm.name][i]
-                tiles.append((s, arm.name, image, predict(model, image[None])[0]))
+                pred = data.prediction(predict(model, image[None])[0])
+                tiles.append((s, arm.name, image, pred))
         panels.append((str(data.sample(i)["id"]), mask, tiles))
     return panels
