@@ -404,10 +404,11 @@ def resolve_segmenter(path: str | Path) -> Path:
     return p
 
 
-def load_segmenter(path: str | Path, *, device: str = "cpu", option: str = "--model"
-                   ) -> tuple[nn.Module, dict[str, Any]]:
+def load_segmenter(path: str | Path, *, device: str = "cpu", option: str = "--segmenter",
+                   denoiser_option: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """`load_model(kind="segmenter")` with a message that names the `option` the path came
-    from and says what was given instead."""
+    from, says what was given instead and, for a denoiser, the `denoiser_option` it belongs
+    to (where the command has one)."""
     resolved = resolve_segmenter(path)
     weights = resolved if resolved.suffix == ".safetensors" else None
     sidecar_path = (resolved.with_suffix(".json") if weights is not None
@@ -415,7 +416,8 @@ def load_segmenter(path: str | Path, *, device: str = "cpu", option: str = "--mo
     if sidecar_path is not None and sidecar_path.is_file():
         kind = read_sidecar(sidecar_path).get("kind")
         if kind != "segmenter":
-            hint = "; a denoiser goes to --denoise-model" if option == "--model" else ""
+            hint = (f"; a denoiser goes to {denoiser_option}"
+                    if denoiser_option and kind == "denoiser" else "")
             raise UsdenoiseError(
                 f"{option} {path}: checkpoint is a {kind}, not a segmenter (train one with "
                 f"`usdenoise segment train`{hint})")

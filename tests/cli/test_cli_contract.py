@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -255,3 +256,32 @@ def test_segment_evaluate_and_study_empty_test_split_are_errors(tmp_path: Path, 
     code, _, err = run_cli(capsys, "study", "phantom:2", "--quick", "--out", tmp_path / "s")
     assert code == 2 and err.count("\n") == 1, err
     assert "phantom:2: the test split is empty" in err and not (tmp_path / "s").exists()
+
+
+def test_closed_output_pipe_ends_quietly() -> None:
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written: `usdenoise ... | head`
+    try:
+        proc = subprocess.run([sys.executable, "-m", "usdenoise", "--show-completion", "bash"],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert proc.returncode == 141 and proc.stderr == ""
+
+
+def test_messages_name_the_new_spellings(tmp_path: Path, capsys) -> None:
+    from usdenoise.checkpoint import save_model
+    from usdenoise.models import build_network
+
+    denoiser = build_network("dncnn", "fast")
+    save_model(tmp_path / "den" / "model", denoiser, arch="dncnn", arch_config=denoiser.config,
+               kind="denoiser")
+    code, _, err = run_cli(capsys, "segment", "evaluate", "phantom:12", "--segmenter",
+                           tmp_path / "den", "--out", tmp_path / "e", "--split", "all")
+    assert code == 2 and err.startswith(f"usdenoise: error: --segmenter {tmp_path / 'den'}: ")
+    assert "a denoiser goes to --denoise-model" in err
+    for command, option in (("train", "--arch-param"), ("study", "--segmenter-param"),
+                            ("study", "--denoiser-param")):
+        code, _, err = run_cli(capsys, command, option, "channels", "--out", tmp_path / "o")
+        assert code == 2 and f"{option} 'channels': expected key=value" in err, err
+        assert not (tmp_path / "o").exists()

@@ -520,10 +520,9 @@ COMPLETE_VAR = "_USDENOISE_COMPLETE"  # the shell-completion protocol typer and 
 SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
 
 
-def _named_shell_completion(args: list[str]) -> None:
-    """`--show-completion SHELL`: typer's flag only detects the shell it runs in (and ignores
-    a name after it), so a named shell goes through the protocol: `COMPLETE_VAR=source_SHELL`.
-    Returns when `args` is something else."""
+def _named_shell_completion(args: list[str]) -> str | None:
+    """The script for `--show-completion SHELL` (typer's flag only detects the shell it runs
+    in, and would ignore a name after it); None when `args` is something else."""
     words = args[0].split("=", 1) + args[1:] if args else []
     if len(words) != 2 or words[0] not in ("--show-completion", "--install-completion"):
         return
@@ -534,13 +533,9 @@ def _named_shell_completion(args: list[str]) -> None:
                              "output of `usdenoise --show-completion SHELL`")
     if shell not in SHELLS:
         raise UsdenoiseError(f"--show-completion {words[1]}: choose {', '.join(SHELLS)}")
-    import os
+    from typer.completion import get_completion_script
 
-    os.environ[COMPLETE_VAR] = f"source_{shell}"
-    try:  # typer prints the script and exits
-        app(args=[], prog_name="usdenoise", standalone_mode=False)
-    finally:
-        os.environ.pop(COMPLETE_VAR, None)
+    return get_completion_script(prog_name="usdenoise", complete_var=COMPLETE_VAR, shell=shell)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -551,7 +546,9 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args
     try:
-        _named_shell_completion(args)
+        if (script := _named_shell_completion(args)) is not None:
+            print(script)
+            sys.exit(0)
         code = app(args=args, prog_name="usdenoise", standalone_mode=False)
     except UsageError as exc:  # unknown option, bad value: one line, not typer's usage box
         command = f" {exc.ctx.command_path}" if exc.ctx is not None else ""
@@ -561,6 +558,11 @@ def main(argv: list[str] | None = None) -> None:
     except ClickException as exc:
         print(f"usdenoise: error: {' '.join(exc.format_message().split())}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except BrokenPipeError:  # `usdenoise list | head`: the reader left; end quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        sys.exit(141)  # as a shell reports a process ended by SIGPIPE
     except UsdenoiseError as exc:
         if debug:
             import traceback

@@ -82,10 +82,12 @@ def study_command(
     settings = StudySettings(
         data=data, quick=quick, arms=_comma_list(arms), inputs=_comma_list(inputs),
         protocols=[p.upper() for p in _comma_list(protocols) or []], size=size,
-        segmenter_arch=segmenter_arch, segmenter_options=parse_model_params(segmenter_param),
+        segmenter_arch=segmenter_arch, segmenter_options=parse_model_params(
+            segmenter_param, option="--segmenter-param"),
         segmenter_epochs=segmenter_epochs, denoiser_epochs=denoiser_epochs,
         denoiser_noise=denoiser_noise,
-        denoiser_options=parse_model_params(denoiser_param) if denoiser_param else None,
+        denoiser_options=(parse_model_params(denoiser_param, option="--denoiser-param")
+                          if denoiser_param else None),
         segmenter=str(segmenter) if segmenter else None,
         vgg_weights=str(vgg_weights) if vgg_weights else None, tune_strength=tune_strength,
         strengths=_numbers(strengths, "--strengths"), max_images=limits,  # type: ignore[arg-type]

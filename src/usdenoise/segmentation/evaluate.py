@@ -127,7 +127,7 @@ def _class_mapping(settings: SegmentEvaluation, sidecar: dict[str, Any],
     if not names:  # an unnamed model: by index when the counts agree, else HC18's names
         names = data_names if len(data_names) == n_model else ("background", "head")
     if len(names) != n_model:
-        raise UsdenoiseError(f"--model {settings.model}: checkpoint names {len(names)} classes "
+        raise UsdenoiseError(f"--segmenter {settings.model}: checkpoint names {len(names)} classes "
                              f"({', '.join(names)}) but predicts {n_model}")
     return map_classes(names, data_names, classes=settings.classes, data_label=settings.spec,
                        model_label=str(settings.model))
@@ -148,7 +148,8 @@ def evaluate_segmenter(settings: SegmentEvaluation, out_dir: str | Path, *,
     if (out_dir / "results.json").exists() and not overwrite:
         raise UsdenoiseError(f"{out_dir}: results.json already exists (use --overwrite)")
     device = resolve_auto(settings.device)
-    model, sidecar = load_segmenter(settings.model, device=device)
+    model, sidecar = load_segmenter(settings.model, device=device,
+                                    denoiser_option="--denoise-model")
     meta = sidecar.get("meta", {})
     run_config = meta.get("config", {})
     model_names = tuple(meta.get("class_names") or ("background", "head"))

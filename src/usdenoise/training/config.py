@@ -338,7 +338,8 @@ def _type_name(kind: Any) -> str:
 
 
 
-def parse_model_params(items: list[str] | None) -> dict[str, Any]:
+def parse_model_params(items: list[str] | None, *, option: str = "--arch-param"
+                       ) -> dict[str, Any]:
     """`["channels=8,16,16,32", "dropout=0"]` -> {"channels": [8, 16, 16, 32], "dropout": 0}.
 
     Values are read as JSON where they can be (numbers, true/false, lists; a comma list
@@ -348,7 +349,7 @@ def parse_model_params(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise UsdenoiseError(f"--model-param {item!r}: expected key=value")
+            raise UsdenoiseError(f"{option} {item!r}: expected key=value")
         text = text.strip()
         candidate = f"[{text}]" if "," in text and not text.startswith("[") else text
         try:
