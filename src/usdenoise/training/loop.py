@@ -27,7 +27,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -79,7 +79,8 @@ class _Cached(Dataset):
     """Decodes each image once and keeps it: file decoding dominates small-model epochs."""
 
     def __init__(self, base: Any) -> None:
-        self.base, self.samples = base, {}
+        self.base = base
+        self.samples: dict[int, dict[str, Any]] = {}
 
     def __len__(self) -> int:
         return len(self.base)
@@ -129,14 +130,16 @@ def _loaders(config: TrainConfig, task: DenoiseTask, world: World, run: Path):
         raise UsdenoiseError(f"{config.data}: the validation split is empty (too few subjects)")
     dataset = task.prepare_dataset(dataset, train_ids + val_ids)
     cuda = world.device.type == "cuda"
-    common = dict(num_workers=config.workers, pin_memory=cuda,
-                  persistent_workers=False, batch_size=config.batch_size // world.size)
+    common: dict[str, Any] = dict(num_workers=config.workers, pin_memory=cuda,
+                                  persistent_workers=False,
+                                  batch_size=config.batch_size // world.size)
     if config.cache:
         dataset = _Cached(dataset)
     train_set = _Crops(dataset, train_ids, Compose([RandomCrop(config.crop), RandomFlip()]),
                        task.keys, config.seed, fixed=False)
-    sampler = DistributedSampler(train_set, num_replicas=world.size, rank=world.rank,
-                                 shuffle=True, seed=config.seed, drop_last=True)
+    sampler: DistributedSampler[dict[str, Any]] = DistributedSampler(
+        train_set, num_replicas=world.size, rank=world.rank, shuffle=True, seed=config.seed,
+        drop_last=True)
     train = DataLoader(train_set, sampler=sampler, drop_last=True, **common)
     # validation: a fixed crop per image; each process takes every world.size-th image
     val_set = _Crops(dataset, val_ids[world.rank :: world.size], RandomCrop(config.crop),
@@ -227,7 +230,8 @@ def _fit(config: TrainConfig, world: World, task: Any = None) -> Path:
         net = nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
     if config.compile:
-        net = torch.compile(net)
+        # a module compiles to a module (OptimizedModule); the stubs say only Callable
+        net = cast(nn.Module, torch.compile(net))
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         if config.channels_last:
