@@ -32,6 +32,11 @@ def png(path: Path) -> np.ndarray:
         return np.asarray(image)
 
 
+def outputs(out: Path) -> list[str]:
+    """The files in `out` but the ownership marker every run writes there."""
+    return sorted(p.name for p in out.iterdir() if p.name != ".usdenoise-output.json")
+
+
 def lee(x: torch.Tensor, **params) -> torch.Tensor:
     return make_denoiser("lee", **params).denoise(x)
 
@@ -51,7 +56,7 @@ def test_folder_keeps_names_and_bit_depth(folder: Path, tmp_path: Path, capsys) 
     out = tmp_path / "out"
     assert run_cli(["denoise", str(folder), "--method", "lee", "--out", str(out)]) == 0
     assert "denoised 2 file(s)" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["a8.png", "b16.png"]  # not recursive
+    assert outputs(out) == ["a8.png", "b16.png"]  # not recursive
     a8, b16 = png(out / "a8.png"), png(out / "b16.png")
     assert a8.dtype == np.uint8 and b16.dtype == np.uint16
     assert a8.shape == b16.shape == (24, 20)
@@ -76,7 +81,7 @@ def test_single_files_and_params(folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert run_cli(["denoise", str(folder / "a8.png"), str(folder / "sub" / "c.png"),
                     "--method", "lee", "--param", "window=3", "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a8.png", "c.png"]
+    assert outputs(out) == ["a8.png", "c.png"]
     expected = lee(read_frames(folder / "a8.png"), window=3)[0, 0].numpy() * 255
     assert np.abs(png(out / "a8.png") - expected).max() <= 0.5 + 1e-3
 
@@ -115,7 +120,7 @@ def test_dicom_as_png_one_file_per_frame(tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert run_cli(["denoise", str(source), "--method", "median", "--dicom-as", "png",
                     "--out", str(out)]) == 0
-    names = sorted(p.name for p in out.iterdir())
+    names = outputs(out)
     assert names == ["cine_0000.png", "cine_0001.png", "cine_0002.png"]
     expected = make_denoiser("median").denoise(read_frames(source)[1:2])[0, 0].numpy() * 255
     assert np.abs(png(out / "cine_0001.png") - expected).max() <= 0.5 + 1e-3
@@ -201,7 +206,7 @@ def test_unreadable_file_skipped_with_warning(folder: Path, tmp_path: Path, caps
     err = capsys.readouterr().err
     assert "warning: skipped" in err and "broken.png" in err
     assert "denoised 2 file(s)" in err and "skipped 1 file(s)" in err
-    assert sorted(p.name for p in out.iterdir()) == ["a8.png", "b16.png"]
+    assert outputs(out) == ["a8.png", "b16.png"]
     with pytest.warns(UserWarning, match="broken.png"):
         summary = denoise_files([folder], out_dir=tmp_path / "lib", method="lee", params={})
     assert [p.name for p, _ in summary.skipped] == ["broken.png"]

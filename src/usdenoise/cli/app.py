@@ -130,12 +130,16 @@ def evaluate(
     device: str = typer.Option("auto", help="where the networks (default, network) and the "
                                             "segmenter run: auto, cpu or cuda"),
     overwrite: bool = typer.Option(False, help="replace existing results in --out"),
+    workers: int = typer.Option(0, help="image-loading processes (0: load in this one)"),
     threads: ThreadsOpt = None,
 ) -> None:
-    """Benchmark denoisers: every method at every noise level on the same noisy test images."""
+    """Benchmark denoisers: every method at every noise level on the same noisy test images.
+
+    Under torchrun the processes share the images (docs/multi_gpu.md)."""
     _set_threads(threads)
     from dataclasses import replace
 
+    from usdenoise.core.distributed import is_main_process
     from usdenoise.core.specs import parse_noise_list
     from usdenoise.denoise.benchmark import EvaluationSettings, parse_methods
     from usdenoise.denoise.benchmark import evaluate as run
@@ -158,9 +162,16 @@ def evaluate(
                             for m in parse_methods(methods, param)], noises=noises, split=split,
         size=size or None, limit=limit, seed=seed, examples=examples, no_reference=no_reference,
         segmenter=None if segmenter is None else str(segmenter), test=test, strengths=grid,
-        match_reduction=match, device=device,
+        match_reduction=match, device=device, workers=workers,
     )
-    records = run(settings, out, overwrite=overwrite)
+    try:
+        records = run(settings, out, overwrite=overwrite)
+    except UsdenoiseError:
+        if not is_main_process():  # every process has the error; rank 0 prints it
+            raise typer.Exit(2) from None
+        raise
+    if not is_main_process():
+        return
     print(markdown_table(records))
     console.print(f"results: {out}/results.md, .json, .csv, curves.json; figures: "
                   f"{out}/examples/, {out}/tradeoff/")
@@ -184,15 +195,20 @@ def denoise(
                                             "classic filters run on the CPU)"),
     strict: bool = typer.Option(False, help="stop at the first unreadable file, don't skip it"),
     overwrite: bool = typer.Option(False, help="replace existing output files"),
+    skip_existing: bool = typer.Option(
+        False, help="continue an earlier denoise run into --out: leave the inputs whose "
+        "outputs it wrote"),
     threads: ThreadsOpt = None,
 ) -> None:
     """Denoise images (PNG, JPEG, TIFF, DICOM incl. cine, MetaImage, .npy).
 
     Exit code 0 when every input was denoised (also when some were skipped: each is listed),
-    2 when none was (every input failed) or on bad options.
+    2 when none was (every input failed) or on bad options. Under torchrun the processes
+    share the files (docs/multi_gpu.md).
     """
     import warnings
 
+    from usdenoise.core.distributed import is_main_process
     from usdenoise.denoise.files import denoise_files
     from usdenoise.denoise.registry import parse_params
 
@@ -204,16 +220,26 @@ def denoise(
     params = network_device(method or "default", params, device)
     with warnings.catch_warnings():  # skipped files are reported below, one line each
         warnings.filterwarnings("ignore", message="skipped ", category=UserWarning)
-        summary = denoise_files(
-            inputs, out_dir=out, method=method or "default", params=params, recursive=recursive,
-            overwrite=overwrite, workers=workers, strict=strict, dicom_as=dicom_as,
-            threads=(threads or 1) if workers > 1 else _set_threads(threads),
-        )
+        try:
+            summary = denoise_files(
+                inputs, out_dir=out, method=method or "default", params=params,
+                recursive=recursive, overwrite=overwrite, skip_existing=skip_existing,
+                workers=workers, strict=strict, dicom_as=dicom_as,
+                threads=(threads or 1) if workers > 1 else _set_threads(threads),
+            )
+        except UsdenoiseError:
+            if not is_main_process():  # every process has the error; rank 0 prints it
+                raise typer.Exit(2) from None
+            raise
+    if not is_main_process():
+        return
     for _source, why in summary.skipped:
         print(f"usdenoise: warning: skipped {why}", file=sys.stderr)
     partial = " (partial run: the skipped inputs are listed above)" if summary.skipped else ""
+    earlier = (f"; {len(summary.existing)} already denoised by an earlier run (--skip-existing)"
+               if skip_existing else "")
     print(f"denoised {len(summary.written)} file(s) into {out}; "
-          f"skipped {len(summary.skipped)} file(s){partial}", file=sys.stderr)
+          f"skipped {len(summary.skipped)} file(s){partial}{earlier}", file=sys.stderr)
 
 
 # options `train` and `segment train` share (typer reads the Annotated metadata)

@@ -14,22 +14,36 @@ figures at a common speckle reduction (`match_reduction`) are interpolated on th
 
 from __future__ import annotations
 
+import csv
+import itertools
 import json
 import math
 import re
+import tempfile
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from usdenoise import metrics
 from usdenoise.checkpoint import load_segmenter
 from usdenoise.core.devices import resolve_auto
+from usdenoise.core.distributed import (
+    World,
+    all_gather,
+    gather_to_main,
+    joined,
+    share,
+    together,
+)
 from usdenoise.core.errors import UsdenoiseError
-from usdenoise.core.files import input_folders, staged_dir
+from usdenoise.core.files import atomic_write, input_folders, staged_dir
 from usdenoise.core.progress import make_progress
 from usdenoise.data import load_dataset
 from usdenoise.data.splits import save_splits, split_dataset
@@ -42,8 +56,8 @@ from usdenoise.metrics.segmentation import image_metrics
 from usdenoise.noise.speckle import make_noise
 from usdenoise.reporting.figures import save_example_grid, save_tradeoff_curves
 from usdenoise.reporting.tables import (
+    csv_cell,
     json_safe,
-    records_to_csv,
     write_results,
     write_text_atomic,
 )
@@ -87,6 +101,8 @@ class EvaluationSettings:
     #: or "default" (the reduction the `default` method reaches, else 0.3)
     match_reduction: float | str = 0.3
     device: str = "auto"  # where the segmenter runs
+    #: image-loading worker processes of the DataLoader (0: load in this process)
+    workers: int = 0
 
 
 def parse_methods(text: str, params: list[str] | None = None) -> list[MethodSpec]:
@@ -114,8 +130,20 @@ def _is_foreign(settings: EvaluationSettings) -> bool:
     return settings.test is not None and settings.test != settings.data
 
 
-def _test_samples(settings: EvaluationSettings, out_dir: Path
-                  ) -> tuple[list[dict], str, tuple[str, ...]]:
+@dataclass
+class ImagePlan:
+    """The images an evaluation measures, as listed (nothing read yet): which images of
+    which data set, in which order, and the subject split they come from."""
+
+    dataset: Any
+    indices: list[int]
+    name: str
+    class_names: tuple[str, ...]
+    spec: str
+    splits: dict[str, list[int]]
+
+
+def _test_images(settings: EvaluationSettings) -> ImagePlan:
 
     spec = settings.test or settings.data
     dataset = load_dataset(spec, size=settings.size)
@@ -128,21 +156,34 @@ def _test_samples(settings: EvaluationSettings, out_dir: Path
                              "few subjects to split); use --split all")
     if settings.limit is not None:
         indices = indices[: settings.limit]
-    save_splits(out_dir / "splits.json", splits, dataset=spec, seed=settings.seed)
-    samples = [dataset[i] for i in indices]
     names = tuple(str(n) for n in getattr(dataset, "class_names", ("background", "head")))
-    return samples, getattr(dataset, "name", spec.split(":")[0]), names
+    return ImagePlan(dataset, indices, getattr(dataset, "name", spec.split(":")[0]), names,
+                     spec, splits)
 
 
-def _noisy_versions(samples: list[dict], spec: str, seed: int) -> list[torch.Tensor]:
-    """One seeded noisy copy per image; the seed depends on the image's position only."""
+class ImageShare(torch.utils.data.Dataset):
+    """One process's images for the DataLoader: (position in the evaluation, sample)."""
 
-    noise = make_noise(spec)
-    out = []
-    for i, sample in enumerate(samples):
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + i)
-        out.append(noise(sample["image"][None].float(), generator=generator))
-    return out
+    def __init__(self, plan: ImagePlan, positions: list[int]) -> None:
+        self.dataset, self.indices, self.positions = plan.dataset, plan.indices, positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, k: int) -> tuple[int, dict]:
+        position = self.positions[k]
+        return position, self.dataset[self.indices[position]]
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+def noisy_image(sample: dict, noise: Any, seed: int, position: int) -> torch.Tensor:
+    """The seeded noisy copy of one image; the seed depends on the image's position only,
+    so every method, and every process of a torchrun launch, sees the same noisy image."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + position)
+    return noise(sample["image"][None].float(), generator=generator)
 
 
 def split_noise_spec(spec: str) -> tuple[str, float | str]:
@@ -177,17 +218,6 @@ def derived_roi_mask(image: torch.Tensor) -> torch.Tensor | None:
     if bright.all() or not bright.any():
         return None
     return torch.from_numpy(bright.astype("int64"))
-
-
-def _run_timed(denoiser: Denoiser, inputs: list[torch.Tensor]) -> tuple[list[torch.Tensor], float]:
-    denoiser.denoise(inputs[0])  # warm-up: lazy imports, allocator, JIT caches
-    outputs, seconds = [], 0.0
-    for x in inputs:
-        start = time.perf_counter()
-        y = denoiser.denoise(x)
-        seconds += time.perf_counter() - start
-        outputs.append(y)
-    return outputs, seconds / len(inputs)
 
 
 def _image_metrics(
@@ -290,18 +320,15 @@ def _true_head(sample: dict, data_classes: tuple[str, ...]) -> torch.Tensor | No
     return head if bool(head.any()) and not bool(head.all()) else None
 
 
-def _contexts(inputs: list[torch.Tensor], samples: list[dict], data_classes: tuple[str, ...],
-              segmenter: FrozenSegmenter | None) -> list[ScanContext]:
-    out = []
-    for x, sample in zip(inputs, samples, strict=True):
-        sector = nr.scan_sector(x)
-        patches = nr.find_homogeneous_patches(x, within=sector)
-        head = _true_head(sample, data_classes)
-        ctx = ScanContext(x, patches, sector, head, nr.speckle_index(x, patches))
-        if segmenter is not None and head is not None:
-            ctx.seg = segmenter.measure(x, head, sample)
-        out.append(ctx)
-    return out
+def _context(x: torch.Tensor, sample: dict, data_classes: tuple[str, ...],
+             segmenter: FrozenSegmenter | None) -> ScanContext:
+    sector = nr.scan_sector(x)
+    patches = nr.find_homogeneous_patches(x, within=sector)
+    head = _true_head(sample, data_classes)
+    ctx = ScanContext(x, patches, sector, head, nr.speckle_index(x, patches))
+    if segmenter is not None and head is not None:
+        ctx.seg = segmenter.measure(x, head, sample)
+    return ctx
 
 
 def _difference(a: float | None, b: float | None) -> float | None:
@@ -350,22 +377,42 @@ def _real_scan_summary(rows: list[dict], segmenter: FrozenSegmenter | None) -> d
     return out
 
 
-def strength_curve(full: list[torch.Tensor], contexts: list[ScanContext], samples: list[dict],
-                   strengths: list[float], segmenter: FrozenSegmenter | None) -> list[dict]:
-    """Mean figures of α · full + (1 − α) · input for α = 0 and each strength: what the
-    method's `strength` computes (`core.params.blend`), without running it again."""
+def _alphas(strengths: list[float]) -> list[float]:
+    return sorted({0.0, *(float(a) for a in strengths)})
+
+
+def curve_values(full: torch.Tensor, ctx: ScanContext, sample: dict, strengths: list[float],
+                 segmenter: FrozenSegmenter | None) -> list[dict]:
+    """One image's curve figures at α = 0 and each strength: those of
+    α · full + (1 − α) · input, what the method's `strength` computes (`core.params.blend`),
+    without running it again."""
     points = []
-    for alpha in sorted({0.0, *(float(a) for a in strengths)}):
-        rows = []
-        for y1, ctx, sample in zip(full, contexts, samples, strict=True):
-            y = (alpha * y1.float() + (1.0 - alpha) * ctx.image.float()).clamp(0.0, 1.0)
-            rows.append(_real_scan_values(ctx, y, segmenter, sample, identity=alpha == 0.0))
-        point = {"strength": alpha}
-        point.update({key: _mean([r.get(key) for r in rows]) for key in CURVE_KEYS})
+    for alpha in _alphas(strengths):
+        y = (alpha * full.float() + (1.0 - alpha) * ctx.image.float()).clamp(0.0, 1.0)
+        values = _real_scan_values(ctx, y, segmenter, sample, identity=alpha == 0.0)
+        points.append({key: values.get(key) for key in CURVE_KEYS})
+    return points
+
+
+def curve_means(per_image: list[list[dict]], strengths: list[float]) -> list[dict]:
+    """The strength curve: the mean of every image's `curve_values` at each strength."""
+    points = []
+    for k, alpha in enumerate(_alphas(strengths)):
+        point: dict[str, Any] = {"strength": alpha}
+        point.update({key: _mean([image[k].get(key) for image in per_image])
+                      for key in CURVE_KEYS})
         if alpha == 0.0:
             point.update(speckle_index_change=0.0, edge_ratio=1.0)
         points.append(point)
     return points
+
+
+def strength_curve(full: list[torch.Tensor], contexts: list[ScanContext], samples: list[dict],
+                   strengths: list[float], segmenter: FrozenSegmenter | None) -> list[dict]:
+    """Mean figures of α · full + (1 − α) · input for α = 0 and each strength."""
+    return curve_means([curve_values(y1, ctx, sample, strengths, segmenter)
+                        for y1, ctx, sample in zip(full, contexts, samples, strict=True)],
+                       strengths)
 
 
 def interpolate_at_reduction(curve: list[dict], target: float) -> dict[str, Any] | None:
@@ -455,27 +502,279 @@ def real_scan_markdown(records: list[dict]) -> str:
 
 def evaluate(settings: EvaluationSettings, out_dir: Path, *, overwrite: bool = False) -> list[dict]:
     """Run the benchmark and write results.json/csv/md, per_image.csv, curves.json, example
-    figures and the speckle-reduction trade-off figures."""
+    figures and the speckle-reduction trade-off figures.
+
+    Images are read one at a time through a DataLoader; each is measured at every noise
+    level by every method and only its figures are kept (in a temporary file), so memory
+    does not grow with the number of images. Under torchrun each process measures its share
+    (image i goes to process i % world size) and rank 0 merges the figures back in image
+    order and writes the same files one process would; every process returns the records.
+    """
 
     out_dir = Path(out_dir)
     _check_settings(settings)
-    if (out_dir / "results.json").exists() and not overwrite:
-        raise UsdenoiseError(f"{out_dir}: results.json already exists (use --overwrite)")
-    denoisers = [(m, m.build()) for m in settings.methods]  # bad parameters fail before any work
-    segmenter = (FrozenSegmenter(settings.segmenter, device=settings.device)
-                 if settings.segmenter else None)
-    inputs = input_folders(settings.data) + input_folders(settings.test)
-    with staged_dir(out_dir, command="evaluate", overwrite=overwrite or None,
-                    inputs=inputs) as staging:  # a failed run leaves nothing behind
-        records, per_image = _evaluate_into(settings, denoisers, staging, segmenter)
-        spec = settings.test or settings.data
-        write_results(records, staging, title=f"usdenoise evaluate {spec}")
-        # the real-scan section goes above the image-quality tables (one `###` per level)
-        head, sep, tables = (staging / "results.md").read_text(encoding="utf-8").partition("###")
-        write_text_atomic(staging / "results.md", head + real_scan_markdown(records) + "\n"
-                          "## Image-quality figures\n\n" + sep + tables)
-        write_text_atomic(staging / "per_image.csv", records_to_csv(per_image))
+    with joined() as world:
+        with together(world):
+            if (out_dir / "results.json").exists() and not overwrite:
+                raise UsdenoiseError(f"{out_dir}: results.json already exists (use --overwrite)")
+            # bad parameters fail before any work
+            denoisers = [(m, m.build()) for m in settings.methods]
+            segmenter = (FrozenSegmenter(settings.segmenter, device=settings.device)
+                         if settings.segmenter else None)
+            plan = _test_images(settings)
+            if segmenter is not None and getattr(plan.dataset, "has_masks", None) is False:
+                raise _no_masks(settings)
+        with ExitStack() as stack:
+            staging: Path | None = None
+            with together(world):
+                if world.is_main:  # a failed run leaves nothing behind
+                    inputs = input_folders(settings.data) + input_folders(settings.test)
+                    staging = Path(stack.enter_context(staged_dir(
+                        out_dir, command="evaluate", overwrite=overwrite or None,
+                        inputs=inputs)))
+                    save_splits(staging / "splits.json", plan.splits, dataset=plan.spec,
+                                seed=settings.seed)
+            spill = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="usdenoise-evaluate-")))
+            with together(world):
+                part = _measure_share(settings, denoisers, segmenter, plan, world, spill)
+            parts = gather_to_main((part, None if world.is_main else _spilled(spill, world)),
+                                   world)
+            records: list[dict] | None = None
+            with together(world):
+                if staging is not None and parts is not None:
+                    records = _write_merged(settings, denoisers, segmenter, plan, parts, spill,
+                                            staging)
+            records = all_gather(records, world)[0]
+            with together(world):
+                stack.close()  # rank 0 publishes the staged folder
+    return records or []
+
+
+def _no_masks(settings: EvaluationSettings) -> UsdenoiseError:
+    return UsdenoiseError(f"--segmenter {settings.segmenter}: the images of "
+                          f"{settings.test or settings.data} have no masks to measure "
+                          "Dice and HC against")
+
+
+def _noise_specs(settings: EvaluationSettings) -> list[str | None]:
+    return [None] if settings.no_reference else list(settings.noises)
+
+
+def _curve_denoiser(method: MethodSpec, denoiser: Denoiser,
+                    settings: EvaluationSettings) -> Denoiser | None:
+    """What the strength curves blend with the input: the method at strength 1 (itself when
+    that is its setting); None where there is no curve (no strengths, the noisy input)."""
+    if not settings.strengths or method.name == "noisy":
+        return None
+    if float(getattr(denoiser, "strength", 1.0)) == 1.0:
+        return denoiser
+    return make_denoiser(method.name, **{**method.params, "strength": 1.0})
+
+
+@dataclass
+class SharePart:
+    """What one process measured, besides the per-image figures it spilled to files: the
+    method times per (level, method), the ROI kinds met, and the example images (those at
+    positions below `examples`) with their outputs."""
+
+    seconds: dict[tuple[int, int], float] = field(default_factory=dict)
+    roi_kinds: set[str] = field(default_factory=set)
+    any_mask: bool = False
+    clean: dict[int, torch.Tensor] = field(default_factory=dict)
+    ids: dict[int, str] = field(default_factory=dict)
+    outputs: dict[tuple[int, int], dict[int, torch.Tensor]] = field(default_factory=dict)
+
+
+def _spill_name(rank: int, level: int, method: int) -> str:
+    return f"r{rank}-{level}-{method}.jsonl"
+
+
+def _spilled(spill: Path, world: World) -> dict[str, bytes]:
+    """This process's spill files, to send to rank 0."""
+    return {p.name: p.read_bytes() for p in spill.glob(f"r{world.rank}-*.jsonl")}
+
+
+def _json_number(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def _measure_share(settings: EvaluationSettings, denoisers: list[tuple[MethodSpec, Denoiser]],
+                   segmenter: FrozenSegmenter | None, plan: ImagePlan, world: World,
+                   spill: Path) -> SharePart:
+    """Every image of this process's share at every noise level through every method; each
+    image's figures go to one JSON-lines file per (level, method) in `spill`."""
+
+    noises = _noise_specs(settings)
+    models = [None if spec is None else make_noise(spec) for spec in noises]
+    curve_makers = [_curve_denoiser(m, d, settings) for m, d in denoisers]
+    positions = share(range(len(plan.indices)), world)
+    loader = DataLoader(ImageShare(plan, positions), batch_size=None, shuffle=False,
+                        num_workers=settings.workers, collate_fn=_as_is)
+    part = SharePart()
+    with ExitStack() as files, make_progress(enabled=None if world.is_main else False) as bar:
+        spills = {(li, mi): files.enter_context(
+                      open(spill / _spill_name(world.rank, li, mi), "w", encoding="utf-8"))
+                  for li in range(len(noises)) for mi in range(len(denoisers))}
+        task = bar.add_task("evaluate (images)", total=len(positions), status="")
+        for position, sample in loader:
+            bar.update(task, status=str(sample["id"]))
+            mask = sample.get("mask")
+            part.any_mask |= isinstance(mask, torch.Tensor)
+            # ROIs for ENL/CNR/gCNR/SSI: the data set's mask, else one derived from the clean
+            # image (the image itself with no reference), the same for every method and level
+            roi = mask if mask is not None else derived_roi_mask(sample["image"])
+            part.roi_kinds.add("mask" if mask is not None else
+                               "otsu" if roi is not None else "none")
+            clean = sample["image"][None].float()
+            if position < settings.examples:
+                part.clean[position], part.ids[position] = clean, str(sample["id"])
+            for li, spec in enumerate(noises):
+                x = clean if spec is None else noisy_image(sample, models[li], settings.seed,
+                                                           position)
+                noise_name, level = split_noise_spec(spec) if spec else ("none", None)
+                ctx = _context(x, sample, plan.class_names, segmenter)
+                for mi, (method, denoiser) in enumerate(denoisers):
+                    if (li, mi) not in part.seconds:
+                        denoiser.denoise(x)  # warm-up: lazy imports, allocator, JIT caches
+                        part.seconds[(li, mi)] = 0.0
+                    start = time.perf_counter()
+                    y = denoiser.denoise(x)
+                    part.seconds[(li, mi)] += time.perf_counter() - start
+                    values = _image_metrics(y, None if spec is None else clean,
+                                            x if spec is None else clean, x,
+                                            None if roi is None else roi[None])
+                    values.update(_real_scan_values(ctx, y, segmenter, sample,
+                                                    identity=method.name == "noisy"))
+                    row = {"method": method.label, "noise": noise_name, "level": level,
+                           "id": sample["id"], "subject": sample["subject"], **values}
+                    curve = None
+                    if (maker := curve_makers[mi]) is not None:
+                        full = y if maker is denoiser else maker.denoise(x)
+                        curve = curve_values(full, ctx, sample, settings.strengths, segmenter)
+                    spills[(li, mi)].write(json.dumps([row, curve], default=_json_number)
+                                           + "\n")
+                    if position < settings.examples:
+                        part.outputs.setdefault((li, mi), {})[position] = y
+            bar.advance(task)
+    return part
+
+
+def _merged_lines(spill: Path, level: int, method: int, size: int) -> Iterator[list]:
+    """One (level, method)'s per-image lines of every process, back in image order: image
+    i is line i // size of process i % size."""
+    with ExitStack() as stack:
+        handles = [stack.enter_context(open(spill / _spill_name(r, level, method),
+                                            encoding="utf-8")) for r in range(size)]
+        for i in itertools.count():
+            line = handles[i % size].readline()
+            if not line:
+                return
+            yield json.loads(line)
+
+
+def _write_merged(settings: EvaluationSettings, denoisers: list[tuple[MethodSpec, Denoiser]],
+                  segmenter: FrozenSegmenter | None, plan: ImagePlan,
+                  parts: list[tuple[SharePart, dict[str, bytes] | None]], spill: Path,
+                  out_dir: Path) -> list[dict]:
+    """Rank 0: the records, curves and figures from every process's share, written."""
+
+    for _part, files in parts[1:]:
+        for name, data in (files or {}).items():
+            (spill / name).write_bytes(data)
+    shares = [part for part, _files in parts]
+    if segmenter is not None and not any(part.any_mask for part in shares):
+        raise _no_masks(settings)
+    roi_kind = "+".join(sorted(set().union(*(part.roi_kinds for part in shares))))
+    clean: dict[int, torch.Tensor] = {}
+    ids: dict[int, str] = {}
+    outputs: dict[tuple[int, int], dict[int, torch.Tensor]] = {}
+    for part in shares:
+        clean.update(part.clean)
+        ids.update(part.ids)
+        for key, images in part.outputs.items():
+            outputs.setdefault(key, {}).update(images)
+    shown = sorted(clean)
+    count = len(plan.indices)
+    records: list[dict] = []
+    all_curves: list[dict] = []
+    columns: list[str] = []  # of per_image.csv, as `records_to_csv` finds them
+    noises = _noise_specs(settings)
+    for li, spec in enumerate(noises):
+        noise_name, level = split_noise_spec(spec) if spec else ("none", None)
+        examples: dict[str, list[torch.Tensor]] = {}
+        curves: dict[str, list[dict]] = {}
+        level_records: list[dict] = []
+        for mi, (method, denoiser) in enumerate(denoisers):
+            rows, curve_rows = [], []
+            for row, curve in _merged_lines(spill, li, mi, len(parts)):
+                columns += [k for k in row if k not in columns
+                            and not isinstance(row[k], dict | list)]
+                rows.append(row)
+                if curve is not None:
+                    curve_rows.append(curve)
+            record: dict[str, Any] = {
+                "method": method.label, "noise": noise_name if spec else None, "level": level,
+                "dataset": plan.name, "data": settings.test or settings.data,
+                "n_images": count,
+                "params": dict(denoiser.config), "seed": settings.seed, "roi": roi_kind,
+            }
+            if settings.test is not None:
+                record["train_data"] = settings.data
+            for key in ("psnr", "ssim", "ms_ssim", "enl", "cnr", "gcnr", "epi", "ssi"):
+                record[key] = _mean([r.get(key) for r in rows])
+            record["seconds_per_image"] = sum(part.seconds.get((li, mi), 0.0)
+                                              for part in shares) / count
+            record.update(_real_scan_summary(rows, segmenter))
+            if segmenter is not None:
+                record["segmenter"] = segmenter.path
+            level_records.append(record)
+            if curve_rows:
+                curves[method.label] = curve_means(curve_rows, settings.strengths)
+            examples[method.label] = [outputs[(li, mi)][p] for p in shown]
+        target = _matched_target(settings, level_records)
+        _add_matched(level_records, curves, target)
+        records += level_records
+        all_curves.append({"dataset": plan.name, "noise": noise_name if spec else None,
+                           "level": level, "matched_reduction": target, "curves": curves})
+        if curves:
+            name = plan.name if spec is None else f"{plan.name}_{_file_label(spec)}"
+            save_tradeoff_curves(
+                out_dir / "tradeoff" / f"{_file_label(name)}.png", curves, target=target,
+                title=f"{plan.name}: " + (f"{noise_name} {level}" if spec
+                                          else "original images"),
+            )
+        title = f"{noise_name} {level}" if spec else "original images"
+        save_example_grid(
+            out_dir / "examples" / f"{_file_label(spec or 'none')}.png",
+            clean=None if spec is None else [clean[p] for p in shown],
+            outputs=examples, ids=[ids[p] for p in shown], title=title,
+        )
+    write_text_atomic(out_dir / "curves.json", json.dumps(json_safe(all_curves), indent=2) + "\n")
+    write_results(records, out_dir, title=f"usdenoise evaluate {plan.spec}")
+    # the real-scan section goes above the image-quality tables (one `###` per level)
+    head, sep, tables = (out_dir / "results.md").read_text(encoding="utf-8").partition("###")
+    write_text_atomic(out_dir / "results.md", head + real_scan_markdown(records) + "\n"
+                      "## Image-quality figures\n\n" + sep + tables)
+    rows = (row for li in range(len(noises)) for mi in range(len(denoisers))
+            for row, _curve in _merged_lines(spill, li, mi, len(parts)))
+    _write_csv_rows(out_dir / "per_image.csv", columns, rows)
     return records
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf" if value > 0 else ("nan" if value != value else "-inf")
+    return "" if value is None else value
+
+
+def _write_csv_rows(path: Path, columns: list[str], rows: Iterable[dict]) -> None:
+    """The CSV `records_to_csv` makes of `rows`, written row by row (not built in memory)."""
+    with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow([csv_cell(k) for k in columns])
+        for row in rows:
+            writer.writerow([csv_cell(_csv_value(row.get(k))) for k in columns])
 
 
 def _check_settings(settings: EvaluationSettings) -> None:
@@ -487,6 +786,8 @@ def _check_settings(settings: EvaluationSettings) -> None:
         raise UsdenoiseError(f"--limit {settings.limit}: must be at least 1")
     if settings.examples < 0:
         raise UsdenoiseError(f"--examples {settings.examples}: must be 0 or more")
+    if settings.workers < 0:
+        raise UsdenoiseError(f"--workers {settings.workers}: must be 0 or more")
     if not settings.methods:
         raise UsdenoiseError("--methods: give at least one method name")
     for alpha in settings.strengths:
@@ -505,111 +806,3 @@ def _check_settings(settings: EvaluationSettings) -> None:
             raise UsdenoiseError("--noise: give at least one noise level")
         for spec in settings.noises:
             make_noise(spec)  # unknown name or bad level: fail now, not after loading data
-
-
-def _full_strength(method: MethodSpec, denoiser: Denoiser, outputs: list[torch.Tensor],
-                   inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-    """The method's outputs at strength 1 (its own outputs when that is its setting)."""
-    if float(getattr(denoiser, "strength", 1.0)) == 1.0:
-        return outputs
-    full = make_denoiser(method.name, **{**method.params, "strength": 1.0})
-    return [full.denoise(x) for x in inputs]
-
-
-def _evaluate_into(
-    settings: EvaluationSettings, denoisers: list[tuple[MethodSpec, Denoiser]], out_dir: Path,
-    segmenter: FrozenSegmenter | None = None,
-) -> tuple[list[dict], list[dict]]:
-
-    samples, dataset_name, data_classes = _test_samples(settings, out_dir)
-    if segmenter is not None and not any(isinstance(s.get("mask"), torch.Tensor)
-                                         for s in samples):
-        raise UsdenoiseError(f"--segmenter {settings.segmenter}: the images of "
-                             f"{settings.test or settings.data} have no masks to measure "
-                             "Dice and HC against")
-    noises: list[str | None] = [None] if settings.no_reference else list(settings.noises)
-    # ROIs for ENL/CNR/gCNR/SSI: the data set's mask, else one derived from the clean image
-    # (the image itself with no reference), the same for every method and noise level
-    roi_masks: list[torch.Tensor | None] = []
-    roi_kinds: set[str] = set()
-    for sample in samples:
-        mask = sample.get("mask")
-        if mask is not None:
-            roi_kinds.add("mask")
-        else:
-            mask = derived_roi_mask(sample["image"])
-            roi_kinds.add("otsu" if mask is not None else "none")
-        roi_masks.append(mask)
-    roi_kind = "+".join(sorted(roi_kinds))
-    records: list[dict] = []
-    per_image: list[dict] = []
-    all_curves: list[dict] = []
-    with make_progress() as progress:
-        task = progress.add_task("evaluate", total=len(noises) * len(denoisers), status="")
-        for spec in noises:
-            clean = [s["image"][None].float() for s in samples]
-            noisy = clean if spec is None else _noisy_versions(samples, spec, settings.seed)
-            noise_name, level = split_noise_spec(spec) if spec else ("none", None)
-            contexts = _contexts(noisy, samples, data_classes, segmenter)
-            examples: dict[str, list[torch.Tensor]] = {}
-            curves: dict[str, list[dict]] = {}
-            level_records: list[dict] = []
-            for method, denoiser in denoisers:
-                progress.update(task, status=f"{method.label} {spec or ''}")
-                outputs, seconds = _run_timed(denoiser, noisy)
-                rows = []
-                identity = method.name == "noisy"
-                for sample, x, y, c, mask, ctx in zip(samples, noisy, outputs, clean, roi_masks,
-                                                      contexts, strict=True):
-                    values = _image_metrics(
-                        y, None if spec is None else c, x if spec is None else c, x,
-                        None if mask is None else mask[None],
-                    )
-                    values.update(_real_scan_values(ctx, y, segmenter, sample,
-                                                    identity=identity))
-                    rows.append(values)
-                    per_image.append({"method": method.label, "noise": noise_name, "level": level,
-                                      "id": sample["id"], "subject": sample["subject"], **values})
-                record: dict[str, Any] = {
-                    "method": method.label, "noise": noise_name if spec else None, "level": level,
-                    "dataset": dataset_name, "data": settings.test or settings.data,
-                    "n_images": len(samples),
-                    "params": dict(denoiser.config), "seed": settings.seed, "roi": roi_kind,
-                }
-                if settings.test is not None:
-                    record["train_data"] = settings.data
-                for key in ("psnr", "ssim", "ms_ssim", "enl", "cnr", "gcnr", "epi", "ssi"):
-                    record[key] = _mean([r.get(key) for r in rows])
-                record["seconds_per_image"] = seconds
-                record.update(_real_scan_summary(rows, segmenter))
-                if segmenter is not None:
-                    record["segmenter"] = segmenter.path
-                level_records.append(record)
-                if settings.strengths and not identity:
-                    full = _full_strength(method, denoiser, outputs, noisy)
-                    curves[method.label] = strength_curve(full, contexts, samples,
-                                                          settings.strengths, segmenter)
-                examples[method.label] = outputs[: settings.examples]
-                progress.advance(task)
-            target = _matched_target(settings, level_records)
-            _add_matched(level_records, curves, target)
-            records += level_records
-            all_curves.append({"dataset": dataset_name, "noise": noise_name if spec else None,
-                               "level": level, "matched_reduction": target, "curves": curves})
-            if curves:
-                name = dataset_name if spec is None else f"{dataset_name}_{_file_label(spec)}"
-                save_tradeoff_curves(
-                    out_dir / "tradeoff" / f"{_file_label(name)}.png", curves, target=target,
-                    title=f"{dataset_name}: " + (f"{noise_name} {level}" if spec
-                                                 else "original images"),
-                )
-            title = f"{noise_name} {level}" if spec else "original images"
-            save_example_grid(
-                out_dir / "examples" / f"{_file_label(spec or 'none')}.png",
-                clean=None if spec is None else clean[: settings.examples],
-                outputs=examples,
-                ids=[s["id"] for s in samples[: settings.examples]],
-                title=title,
-            )
-    write_text_atomic(out_dir / "curves.json", json.dumps(json_safe(all_curves), indent=2) + "\n")
-    return records, per_image

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from usdenoise.core.distributed import (
+    World,
+    all_gather,
+    check_together,
+    joined,
+    share,
+    together,
+)
 from usdenoise.core.errors import UsdenoiseError
+from usdenoise.core.files import (
+    MARKER,
+    MARKER_FORMAT,
+    clean_stale_temps,
+    folder_lock,
+    read_marker,
+    safe_child,
+    write_text_atomic,
+)
 from usdenoise.core.progress import make_progress
 from usdenoise.denoise.registry import make_denoiser
 from usdenoise.io import IMAGE_SUFFIXES, image_info, read_frames, write_dicom, write_image
@@ -22,6 +42,8 @@ from usdenoise.io.metaimage import write_metaimage_like
 class DenoiseSummary:
     written: list[Path] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    #: inputs left alone with `skip_existing`: an earlier run already wrote their outputs
+    existing: list[Path] = field(default_factory=list)
 
 
 def collect_inputs(inputs: list[Path], *, recursive: bool) -> list[tuple[Path, Path]]:
@@ -154,6 +176,7 @@ def denoise_files(
     params: dict[str, Any],
     recursive: bool = False,
     overwrite: bool = False,
+    skip_existing: bool = False,
     workers: int = 1,
     strict: bool = False,
     dicom_as: str = "dicom",
@@ -169,6 +192,17 @@ def denoise_files(
     that cannot be read, or are smaller than the method's window, are skipped with a warning
     and listed in `summary.skipped`; with `strict` the first one stops the run, and the files
     this run already wrote are removed again.
+
+    Each output is published as soon as it is complete (atomically, never half-written), and
+    the folder's `.usdenoise-output.json` lists this run's outputs before the first is
+    written, so a killed run can be continued: with `skip_existing`, inputs whose outputs an
+    earlier denoise run wrote into `out_dir` are left alone and listed in `summary.existing`;
+    a non-empty folder that no `usdenoise denoise` wrote is refused. The folder is locked
+    while the run works.
+
+    Under torchrun every process takes its share of the inputs (input i goes to process
+    i % world size); rank 0 holds the lock and writes the marker, and every process returns
+    the merged summary.
     """
 
     if dicom_as not in {"dicom", "png"}:
@@ -177,67 +211,243 @@ def denoise_files(
         raise UsdenoiseError(f"--workers {workers}: must be at least 1")
     if threads is not None and threads < 1:
         raise UsdenoiseError(f"--threads {threads}: must be at least 1")
+    if skip_existing and overwrite:
+        raise UsdenoiseError("give either --skip-existing or --overwrite, not both")
     if threads is not None and workers == 1:
         torch.set_num_threads(int(threads))
-    denoiser = make_denoiser(method, **params)  # unknown method / bad parameter: fail first
-    out_dir = Path(out_dir)
-    _check_out_dir(inputs, out_dir)
-    files = collect_inputs(inputs, recursive=recursive)
-    summary = DenoiseSummary()
+    with joined() as world:  # first: a network then goes to this process's own GPU
+        denoiser = make_denoiser(method, **params)  # unknown method / bad parameter: fail first
+        out_dir = Path(out_dir)
+        _check_out_dir(inputs, out_dir)
+        files = collect_inputs(inputs, recursive=recursive)
+        run = _Run(out_dir=out_dir, denoiser=denoiser, method=method, params=params,
+                   overwrite=overwrite, skip_existing=skip_existing, strict=strict,
+                   dicom_as=dicom_as, world=world)
+        return run.execute(files, workers=workers, worker_threads=threads or 1)
 
-    def skip(source: Path, message: str) -> None:
-        if strict:
+
+@dataclass
+class _Run:
+    """One `denoise_files` call in one process: plan its share, lock, write, merge."""
+
+    out_dir: Path
+    denoiser: Any
+    method: str
+    params: dict[str, Any]
+    overwrite: bool
+    skip_existing: bool
+    strict: bool
+    dicom_as: str
+    world: World
+    summary: DenoiseSummary = field(default_factory=DenoiseSummary)
+    positions: dict[Path, int] = field(default_factory=dict)  # input -> its place in the list
+
+    def execute(self, files: list[tuple[Path, Path]], *, workers: int,
+                worker_threads: int) -> DenoiseSummary:
+        world, out_dir = self.world, self.out_dir
+        self.positions = {source: i for i, (source, _) in enumerate(files)}
+        marker = read_marker(out_dir) if out_dir.is_dir() else None
+        if self.skip_existing:
+            _check_continuable(out_dir, marker)
+        listed = {n for n in (marker or {}).get("files", []) if isinstance(n, str)}
+        with together(world):
+            jobs, targets = self._plan(share(files, world), listed)
+        every_target = all_gather(targets, world)
+        if world.distributed:  # the same output name from two processes' shares
+            _check_unique_targets(every_target)
+        counts = all_gather((len(jobs), self.summary.skipped, self.summary.existing), world)
+        if not sum(n for n, _, _ in counts):
+            merged = self._merged([([], skipped, existing) for _, skipped, existing in counts])
+            if merged.existing:
+                return merged  # every input was denoised by an earlier run: nothing to do
+            reason = f" ({merged.skipped[0][1]})" if merged.skipped else ""
+            raise UsdenoiseError(f"no image to denoise: every input was skipped{reason}")
+        with ExitStack() as lock:
+            created = not out_dir.exists()
+            with together(world):
+                if world.is_main:  # rank 0 owns the folder for the whole run
+                    lock.enter_context(folder_lock(out_dir, command="denoise"))
+                    self._claim(marker, [name for names in every_target for name in names],
+                                clean=self.skip_existing and marker is not None)
+            error = self._write(jobs, workers, worker_threads)
+            reports = all_gather((self.summary.written, self.summary.skipped,
+                                  self.summary.existing, error is not None), world)
+            merged = self._merged([r[:3] for r in reports])
+            failed = any(r[3] for r in reports)
+            if world.is_main:
+                if failed and self.strict:  # stopping: leave no output from this run behind
+                    _remove_outputs(merged.written, out_dir, remove_root=False)
+                    _restore_marker(out_dir, marker, remove_root=created)
+                elif not merged.written and not merged.existing:
+                    _restore_marker(out_dir, marker, remove_root=created)
+                else:
+                    _write_marker(out_dir, _kept_files(out_dir, marker)
+                                  + [str(p.relative_to(out_dir)) for p in merged.written])
+            check_together(error, world)
+        if not merged.written and not merged.existing:
+            first = merged.skipped[0][1] if merged.skipped else "no output"
+            raise UsdenoiseError(f"nothing denoised: all {len(merged.skipped)} input file(s) "
+                                 f"failed (first: {first})")
+        return merged
+
+    def _skip(self, source: Path, message: str) -> None:
+        if self.strict:
             raise UsdenoiseError(message)
-        warnings.warn(f"skipped {message}", stacklevel=3)
-        summary.skipped.append((source, message))
+        warnings.warn(f"skipped {message}", stacklevel=5)
+        self.summary.skipped.append((source, message))
 
-    jobs: list[tuple[Path, Path, int]] = []
-    planned: dict[Path, Path] = {}  # output file -> its input, to catch two inputs, one output
-    for source, relative in files:
+    def _plan(self, files: list[tuple[Path, Path]], listed: set[str]
+              ) -> tuple[list[tuple[Path, Path, int]], list[str]]:
+        """The jobs of this share and the output names they will write (relative to the
+        folder); with skip_existing, inputs whose outputs an earlier run wrote (`listed` in
+        its marker) go to summary.existing."""
+        denoiser, out_dir = self.denoiser, self.out_dir
+        jobs: list[tuple[Path, Path, int]] = []
+        names: list[str] = []
+        planned: dict[Path, Path] = {}  # output file -> its input, to catch two inputs, one output
+        for source, relative in files:
+            try:
+                info = image_info(source)
+            except UsdenoiseError as exc:
+                self._skip(source, str(exc))
+                continue
+            smallest = min(info.height or 0, info.width or 0)
+            if smallest < getattr(denoiser, "min_size", 1):
+                self._skip(source, f"{source}: image {info.height}x{info.width} is smaller than "
+                                   f"the {denoiser.min_size}-pixel minimum of {self.method} "
+                                   "with these parameters")
+                continue
+            target = output_path(relative, out_dir, dicom_as=self.dicom_as,
+                                 is_dicom=_is_dicom(info))
+            one_file = _one_file(info, target, self.dicom_as)
+            paths = frame_paths(target, 1 if one_file else (info.frames or 1))
+            done = 0
+            for path in paths:
+                if path.resolve() == source.resolve():
+                    raise UsdenoiseError(f"{path}: would overwrite its own input")
+                if path.resolve() in planned:
+                    raise UsdenoiseError(
+                        f"{source} and {planned[path.resolve()]} would both be written to {path}"
+                    )
+                if path.exists() and not self.overwrite:
+                    name = str(path.relative_to(out_dir))
+                    if self.skip_existing and name in listed:
+                        done += 1
+                    elif self.skip_existing:
+                        raise UsdenoiseError(
+                            f"{path}: output exists but no earlier `usdenoise denoise` into "
+                            f"{out_dir} wrote it (use --overwrite)")
+                    elif name in listed:
+                        raise UsdenoiseError(f"{path}: output exists (use --overwrite, or "
+                                             "--skip-existing to keep the earlier run's)")
+                    else:
+                        raise UsdenoiseError(f"{path}: output exists (use --overwrite)")
+                planned[path.resolve()] = source
+            if paths and done == len(paths):  # all its outputs are there: done earlier
+                self.summary.existing.append(source)
+                continue
+            # some frames of a cine written before a kill: this run writes them all again
+            jobs.append((source, target, max(1, info.frames or 1)))
+            names += [str(p.relative_to(out_dir)) for p in paths]
+        return jobs, names
+
+    def _claim(self, marker: dict | None, names: list[str], *, clean: bool) -> None:
+        """Rank 0, holding the lock: create the folder and list this run's outputs in the
+        marker before any is written, so a killed run's folder stays continuable."""
+        out_dir = self.out_dir
+        if (read_marker(out_dir) if out_dir.is_dir() else None) != marker:
+            raise UsdenoiseError(f"{out_dir}: changed by another usdenoise run while this one "
+                                 "read the inputs; run it again")
         try:
-            info = image_info(source)
-        except UsdenoiseError as exc:
-            skip(source, str(exc))
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsdenoiseError(f"{out_dir}: cannot create folder ({exc.strerror})") from None
+        if clean:  # a killed run's temporary files (we hold the lock: nobody is writing)
+            for folder in {out_dir, *((out_dir / n).parent for n in names)}:
+                clean_stale_temps(folder)
+        _write_marker(out_dir, _kept_files(out_dir, marker) + names)
+
+    def _write(self, jobs: list[tuple[Path, Path, int]], workers: int,
+               worker_threads: int) -> Exception | None:
+        """Denoise this share; an error is returned (to be raised once every process knows)."""
+        try:
+            _run_jobs(jobs, self.summary, self.denoiser, self.method, self.params, workers,
+                      self.strict, self.dicom_as, worker_threads, show=self.world.is_main)
+        except Exception as exc:
+            return exc
+        except BaseException:  # Ctrl-C: torchrun stops every process; no collective now
+            if self.strict:
+                _remove_outputs(self.summary.written, self.out_dir, remove_root=False)
+            raise
+        return None
+
+    def _merged(self, parts: list[tuple[list[Path], list[tuple[Path, str]], list[Path]]]
+                ) -> DenoiseSummary:
+        """The processes' summaries as one, in the order of the inputs."""
+        place = self.positions.get
+        merged = DenoiseSummary()
+        for written, skipped, existing in parts:
+            merged.written += written
+            merged.skipped += skipped
+            merged.existing += existing
+        merged.skipped.sort(key=lambda item: place(item[0], 0))
+        merged.existing.sort(key=lambda source: place(source, 0))
+        return merged
+
+
+def _check_continuable(out_dir: Path, marker: dict | None) -> None:
+    """--skip-existing continues a folder an earlier denoise run wrote (or an empty or new
+    one); a non-empty folder no usdenoise run wrote, or another command's, is refused."""
+    if not out_dir.is_dir():
+        return
+    if marker is None:
+        if any(out_dir.iterdir()):
+            raise UsdenoiseError(
+                f"--out {out_dir}: --skip-existing continues a folder written by `usdenoise "
+                f"denoise`, but this one has no {MARKER}; choose a new folder or use --overwrite")
+    elif marker.get("command") != "denoise":
+        raise UsdenoiseError(
+            f"--out {out_dir}: holds the output of `usdenoise {marker.get('command', '?')}`, "
+            "not of denoise; --skip-existing only continues a denoise run")
+
+
+def _kept_files(out_dir: Path, marker: dict | None) -> list[str]:
+    """The files an earlier run listed in the marker that are still there."""
+    kept = []
+    for name in (marker or {}).get("files", []):
+        try:
+            if isinstance(name, str) and safe_child(out_dir, name).is_file():
+                kept.append(name)
+        except UsdenoiseError:  # a name that would leave the folder: not ours to list
             continue
-        smallest = min(info.height or 0, info.width or 0)
-        if smallest < getattr(denoiser, "min_size", 1):
-            skip(source, f"{source}: image {info.height}x{info.width} is smaller than the "
-                         f"{denoiser.min_size}-pixel minimum of {method} with these parameters")
-            continue
-        target = output_path(relative, out_dir, dicom_as=dicom_as, is_dicom=_is_dicom(info))
-        one_file = _one_file(info, target, dicom_as)
-        for path in frame_paths(target, 1 if one_file else (info.frames or 1)):
-            if path.resolve() == source.resolve():
-                raise UsdenoiseError(f"{path}: would overwrite its own input")
-            if path.resolve() in planned:
-                raise UsdenoiseError(
-                    f"{source} and {planned[path.resolve()]} would both be written to {path}"
-                )
-            if path.exists() and not overwrite:
-                raise UsdenoiseError(f"{path}: output exists (use --overwrite)")
-            planned[path.resolve()] = source
-        jobs.append((source, target, max(1, info.frames or 1)))
-    if not jobs:
-        reason = f" ({summary.skipped[0][1]})" if summary.skipped else ""
-        raise UsdenoiseError(f"no image to denoise: every input was skipped{reason}")
-    created = not out_dir.exists()
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsdenoiseError(f"{out_dir}: cannot create folder ({exc.strerror})") from None
-    try:
-        _run_jobs(jobs, summary, denoiser, method, params, workers, strict, dicom_as,
-                  threads or 1)
-    except BaseException:
-        if strict:  # stopping: leave no output from this run behind
-            _remove_outputs(summary.written, out_dir, remove_root=created)
-        raise
-    if not summary.written:
-        _remove_outputs([], out_dir, remove_root=created)
-        first = summary.skipped[0][1] if summary.skipped else "no output"
-        raise UsdenoiseError(f"nothing denoised: all {len(summary.skipped)} input file(s) "
-                             f"failed (first: {first})")
-    return summary
+    return kept
+
+
+def _write_marker(out_dir: Path, names: list[str]) -> None:
+    """`.usdenoise-output.json` in the format `core.files.staged_dir` writes and reads."""
+    files = sorted(set(names))
+    folders = sorted({str(Path(n).parent) for n in files} - {"."})
+    document = {"format": MARKER_FORMAT, "command": "denoise", "pid": os.getpid(),
+                "published": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "folders": folders,
+                "files": files}
+    write_text_atomic(out_dir / MARKER, json.dumps(document, indent=2) + "\n")
+
+
+def _restore_marker(out_dir: Path, marker: dict | None, *, remove_root: bool) -> None:
+    """Put the folder's marker back as it was before this run (none: remove it)."""
+    if marker is None:
+        (out_dir / MARKER).unlink(missing_ok=True)
+    else:
+        write_text_atomic(out_dir / MARKER, json.dumps(marker, indent=2) + "\n")
+    _remove_outputs([], out_dir, remove_root=remove_root)
+
+
+def _check_unique_targets(shares: list[list[str]]) -> None:
+    seen: set[str] = set()
+    for name in (n for names in shares for n in names):
+        if name in seen:
+            raise UsdenoiseError(f"two inputs would both be written to {name}")
+        seen.add(name)
 
 
 def _remove_outputs(paths: list[Path], out_dir: Path, *, remove_root: bool) -> None:
@@ -254,9 +464,10 @@ def _remove_outputs(paths: list[Path], out_dir: Path, *, remove_root: bool) -> N
 
 
 def _run_jobs(jobs, summary, denoiser, method, params, workers, strict, dicom_as,
-              worker_threads=1) -> None:
-    """Run the jobs; the progress bar counts frames (a cine DICOM is many)."""
-    with make_progress() as progress:
+              worker_threads=1, *, show: bool = True) -> None:
+    """Run the jobs; the progress bar counts frames (a cine DICOM is many). `show`: False
+    hides the bar (the other processes of a torchrun launch; rank 0 shows its own)."""
+    with make_progress(**({} if show else {"enabled": False})) as progress:
         task = progress.add_task("denoise (frames)", total=sum(n for *_, n in jobs),
                                  status=method)
         if workers > 1 and len(jobs) > 1:
