@@ -285,3 +285,16 @@ def test_messages_name_the_new_spellings(tmp_path: Path, capsys) -> None:
         code, _, err = run_cli(capsys, command, option, "channels", "--out", tmp_path / "o")
         assert code == 2 and f"{option} 'channels': expected key=value" in err, err
         assert not (tmp_path / "o").exists()
+
+
+def test_the_manual_teaches_the_new_spellings() -> None:
+    root = Path(__file__).resolve().parents[2]
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    for page in pages:
+        if page.name == "cli.md":  # its table of renamed options names the old ones
+            continue
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            where = f"{page.name}:{number}"
+            assert "--model-param" not in line, where
+            if "segment evaluate" in line or "segment train" in line:
+                assert "--model " not in line and "--model`" not in line, where
