@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -319,7 +319,7 @@ def train(
     from usdenoise.training.loop import fit
     from usdenoise.training.state import run_config
 
-    given = {
+    given: dict[str, Any] = {
         "data": data, "arch": arch, "preset": preset, "loss": loss, "noise": noise,
         "epochs": epochs, "out": out and str(out), "batch_size": batch_size, "crop": crop,
         "image_size": size, "lr": lr, "schedule": schedule, "clip_grad": clip_grad,
@@ -436,7 +436,7 @@ def segment_train(
 
     denoise_model = renamed("segment train", "--denoise-model", "--model", denoise_model, model)
     method, params = _denoise_choice(denoise, denoise_model, denoise_param, "--denoise-model")
-    given = {
+    given: dict[str, Any] = {
         "data": data, "arch": arch, "preset": preset, "noise": noise, "denoise": method,
         "num_classes": num_classes, "loss": loss, "epochs": epochs,
         "out": out and str(out), "batch_size": batch_size, "image_size": size, "crop": crop,
@@ -551,7 +551,7 @@ def _named_shell_completion(args: list[str]) -> str | None:
     in, and would ignore a name after it); None when `args` is something else."""
     words = args[0].split("=", 1) + args[1:] if args else []
     if len(words) != 2 or words[0] not in ("--show-completion", "--install-completion"):
-        return
+        return None
     option, shell = words[0], words[1].strip().lower()
     if option == "--install-completion":
         raise UsdenoiseError(f"--install-completion {words[1]}: takes no shell name, it "
