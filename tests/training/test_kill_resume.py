@@ -33,7 +33,7 @@ from usdenoise.core.files import CRASH_ENV, crash_point
 from usdenoise.training.state import load_train_state, previous_state_path, save_train_state
 
 ARGS = ["phantom:8", "--size", "32", "--crop", "16", "--batch-size", "2", "--epochs", "3",
-        "--limit", "2", "--model-param", "channels=4,4,4,4", "--device", "cpu",
+        "--limit", "2", "--arch-param", "channels=4,4,4,4", "--device", "cpu",
         "--threads", "1", "--no-progress", "--seed", "1"]
 STATE = "train_state.safetensors"
 KILLED = -signal.SIGKILL
