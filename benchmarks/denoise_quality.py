@@ -79,11 +79,12 @@ def physics_grid(level: float) -> list[MethodSpec]:
                    for f in (0.5, 1, 2, 3)]
 
 
-def compare(data: str, noise: str, levels, grid_for, model: MethodSpec, limit: int) -> dict:
-    """Per level: evaluate noisy, model and the BM3D grid; pick the best BM3D by PSNR."""
+def compare(data: str, noise: str, levels, grid_for, model: MethodSpec, limit: int,
+            also: list[MethodSpec] = ()) -> dict:
+    """Per level: evaluate noisy, model(s) and the BM3D grid; pick the best BM3D by PSNR."""
     records, rows = [], []
     for level in levels:
-        methods = [MethodSpec("noisy", {}, "noisy"), model, *grid_for(level)]
+        methods = [MethodSpec("noisy", {}, "noisy"), model, *also, *grid_for(level)]
         recs = run_evaluation(OUT / f"{noise}_{level:g}", data=data, methods=methods,
                               noises=[f"{noise}:{level:g}"], limit=limit)
         records += recs
@@ -97,7 +98,10 @@ def compare(data: str, noise: str, levels, grid_for, model: MethodSpec, limit: i
             "bm3d_psnr": best["psnr"], "bm3d_ssim": best["ssim"],
             "bm3d_best_ssim_in_grid": max(r["ssim"] for r in grid),
             "psnr_margin_db": m["psnr"] - best["psnr"], "ssim_margin": m["ssim"] - best["ssim"],
-            "holds": m["psnr"] >= best["psnr"] + 0.5 and m["ssim"] >= best["ssim"]})
+            "holds": m["psnr"] >= best["psnr"] + 0.5 and m["ssim"] >= best["ssim"],
+            "also": {a.label: {"psnr": by[a.label]["psnr"], "ssim": by[a.label]["ssim"],
+                               "psnr_margin_db": by[a.label]["psnr"] - best["psnr"]}
+                     for a in also}})
     print(f"\n{data} with {noise} speckle (BM3D grid in full: see the JSON)")
     print_table(records, "psnr")
     print(f"{'level':>6}{'model PSNR':>11}{'BM3D PSNR':>10}{'margin':>8}{'model SSIM':>11}"
@@ -106,6 +110,9 @@ def compare(data: str, noise: str, levels, grid_for, model: MethodSpec, limit: i
         print(f"{r['level']:>6g}{r['model_psnr']:>11.2f}{r['bm3d_psnr']:>10.2f}"
               f"{r['psnr_margin_db']:>+8.2f}{r['model_ssim']:>11.3f}{r['bm3d_ssim']:>10.3f}"
               f"  {r['bm3d_best']} / {verdict(r['holds'])}")
+        for label, a in r["also"].items():
+            print(f"{'':>6}{a['psnr']:>11.2f}{'':>10}{a['psnr_margin_db']:>+8.2f}"
+                  f"{a['ssim']:>11.3f}{'':>10}  ({label})")
     return {"data": data, "noise": noise, "records": records, "per_level": rows}
 
 
@@ -149,6 +156,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default",
                     help="'default' (shipped model) or a checkpoint path / run folder")
+    ap.add_argument("--also", action="append", default=[], metavar="LABEL=CHECKPOINT",
+                    help="another network reported beside --model (e.g. diconvae=runs/dcae); "
+                         "repeatable")
     ap.add_argument("--data", default=HC18, help=f"DATA spec (default {HC18})")
     ap.add_argument("--limit", type=int, default=24, help="test images of DATA")
     ap.add_argument("--phantom-limit", type=int, default=12, help="test images of the phantom")
@@ -158,6 +168,8 @@ def main() -> None:
     torch.set_num_threads(1)  # the machine is shared
     parts = set(args.parts.split(","))
     model = model_method(args.model)
+    also = [MethodSpec("network", {"checkpoint": path, "device": "cpu"}, label)
+            for label, _, path in (item.partition("=") for item in args.also)]
     result: dict = {"benchmark": "denoise_quality", "model": args.model, "data": args.data,
                     "limit": args.limit, "machine": machine(), "leak_check": None}
     md = [f"# Denoising quality: `--model {args.model}` vs BM3D (benchmarks/denoise_quality.py)",
@@ -165,16 +177,16 @@ def main() -> None:
     if "rayleigh" in parts:
         result["leak_check"] = leak_check(args.model, args.data)
         result["rayleigh"] = compare(args.data, "rayleigh", RAYLEIGH_LEVELS, rayleigh_grid,
-                                     model, args.limit)
+                                     model, args.limit, also)
         md += section(f"{args.data}, Rayleigh speckle, {args.limit} test images",
                       result["rayleigh"])
     if "physics" in parts:
         result["physics"] = compare("phantom", "physics", PHYSICS_LEVELS, physics_grid, model,
-                                    args.phantom_limit)
+                                    args.phantom_limit, also)
         md += section(f"phantom, physics speckle, {args.phantom_limit} test images",
                       result["physics"])
     if "noref" in parts:
-        methods = [MethodSpec("noisy", {}, "original"), model, bm3d("bm3d default"),
+        methods = [MethodSpec("noisy", {}, "original"), model, *also, bm3d("bm3d default"),
                    bm3d("bm3d log σ=0.155", sigma=0.155)]
         recs = run_evaluation(OUT / "no_reference", data=args.data, methods=methods,
                               limit=args.limit, no_reference=True)

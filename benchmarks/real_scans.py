@@ -24,16 +24,18 @@ from pathlib import Path
 import torch
 from _common import HC18, RESULTS, machine, write_json
 
-from usdenoise.denoise.benchmark import EvaluationSettings, evaluate, parse_methods
+from usdenoise.denoise.benchmark import EvaluationSettings, MethodSpec, evaluate, parse_methods
 
 KEYS = ("speckle_index_change", "patch_enl", "edge_ratio", "method_noise_corr", "gcnr",
         "dice_drop", "hc_error_change_mm", "matched_strength", "matched_edge_ratio",
         "matched_dice_drop", "matched_hc_error_change_mm", "seconds_per_image")
 
 
-def run(methods: str, limit: int, args: argparse.Namespace, out: Path) -> list[dict]:
+def run(methods: str, limit: int, args: argparse.Namespace, out: Path,
+        also: list[MethodSpec] = ()) -> list[dict]:
     settings = EvaluationSettings(
-        data=args.data, methods=parse_methods(methods), split="test", size=None, limit=limit,
+        data=args.data, methods=[*parse_methods(methods), *also], split="test", size=None,
+        limit=limit,
         no_reference=True, segmenter=args.segmenter, examples=2,
         match_reduction=args.match, device="cpu",
     )
@@ -54,16 +56,21 @@ def main() -> None:
     parser.add_argument("--slow-limit", type=int, default=2, help="test images for --slow")
     parser.add_argument("--match", type=float, default=0.3, help="common speckle reduction")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--also", action="append", default=[], metavar="LABEL=CHECKPOINT",
+                        help="another network beside --methods (e.g. diconvae=runs/dcae)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     folder = RESULTS / "real_scans"
     started = time.perf_counter()
     parts = {}
+    also = [MethodSpec("network", {"checkpoint": path, "device": "cpu"}, label)
+            for label, _, path in (item.partition("=") for item in args.also)]
     for name, methods, limit in (("fast", args.methods, args.limit),
                                  ("slow", args.slow, args.slow_limit)):
         if methods and limit:
             part_start = time.perf_counter()
-            parts[name] = run(methods, limit, args, folder / name)
+            parts[name] = run(methods, limit, args, folder / name,
+                              also if name == "fast" else [])
             print(f"{name}: {methods} on {limit} images in "
                   f"{time.perf_counter() - part_start:.0f} s", flush=True)
     for name, records in parts.items():
