@@ -275,5 +275,8 @@ STATE_FILE = "train_state.safetensors"
 
 
 def run_config(run: str | Path) -> dict[str, Any]:
-    """The settings the run in `run` was started with, so `--resume RUN` need not repeat them."""
-    return load_train_state(Path(run) / STATE_FILE)["config"]
+    """The settings the run in `run` was started with, so `--resume RUN` need not repeat them.
+    A fallback to the previous state is not announced here: the resume that follows warns."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return load_train_state(Path(run) / STATE_FILE)["config"]
