@@ -80,7 +80,7 @@ def start(device_name: str) -> World:
     device = pick_device(device_name, local_rank=local_rank)
     if size > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        kwargs = {"device_id": device} if device.type == "cuda" else {}
+        kwargs: dict[str, Any] = {"device_id": device} if device.type == "cuda" else {}
         dist.init_process_group(backend=backend, init_method="env://", **kwargs)
     return World(rank=rank, local_rank=local_rank, size=size, device=device)
 

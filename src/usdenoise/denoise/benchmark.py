@@ -351,7 +351,9 @@ def _real_scan_values(ctx: ScanContext, y: torch.Tensor, segmenter: FrozenSegmen
                               nr.method_noise_correlation(ctx.image, y, within=ctx.sector)),
     }
     if segmenter is not None:
-        seg = ctx.seg if identity or ctx.seg is None else segmenter.measure(y, ctx.head, sample)
+        # ctx.seg is only measured where there is a true head
+        seg = (ctx.seg if identity or ctx.seg is None or ctx.head is None
+               else segmenter.measure(y, ctx.head, sample))
         base = ctx.seg or {}
         values.update(
             seg_dice=None if seg is None else seg["dice"], seg_dice_input=base.get("dice"),
@@ -721,8 +723,8 @@ def _write_merged(settings: EvaluationSettings, denoisers: list[tuple[MethodSpec
             }
             if settings.test is not None:
                 record["train_data"] = settings.data
-            for key in ("psnr", "ssim", "ms_ssim", "enl", "cnr", "gcnr", "epi", "ssi"):
-                record[key] = _mean([r.get(key) for r in rows])
+            for metric in ("psnr", "ssim", "ms_ssim", "enl", "cnr", "gcnr", "epi", "ssi"):
+                record[metric] = _mean([r.get(metric) for r in rows])
             record["seconds_per_image"] = sum(part.seconds.get((li, mi), 0.0)
                                               for part in shares) / count
             record.update(_real_scan_summary(rows, segmenter))
@@ -756,9 +758,9 @@ def _write_merged(settings: EvaluationSettings, denoisers: list[tuple[MethodSpec
     head, sep, tables = (out_dir / "results.md").read_text(encoding="utf-8").partition("###")
     write_text_atomic(out_dir / "results.md", head + real_scan_markdown(records) + "\n"
                       "## Image-quality figures\n\n" + sep + tables)
-    rows = (row for li in range(len(noises)) for mi in range(len(denoisers))
-            for row, _curve in _merged_lines(spill, li, mi, len(parts)))
-    _write_csv_rows(out_dir / "per_image.csv", columns, rows)
+    every_row = (row for li in range(len(noises)) for mi in range(len(denoisers))
+                 for row, _curve in _merged_lines(spill, li, mi, len(parts)))
+    _write_csv_rows(out_dir / "per_image.csv", columns, every_row)
     return records
 
 
