@@ -90,7 +90,7 @@ def study_command(
                           if denoiser_param else None),
         segmenter=str(segmenter) if segmenter else None,
         vgg_weights=str(vgg_weights) if vgg_weights else None, tune_strength=tune_strength,
-        strengths=_numbers(strengths, "--strengths"), max_images=limits,  # type: ignore[arg-type]
+        strengths=_numbers(strengths, "--strengths"), max_images=limits,
         batch_size=batch_size, seed=seed, resamples=resamples, examples=examples, device=device,
         workers=workers, test=test)
     console = Console(stderr=True)
