@@ -220,9 +220,21 @@ def derived_roi_mask(image: torch.Tensor) -> torch.Tensor | None:
     return torch.from_numpy(bright.astype("int64"))
 
 
+def _rois(mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Head and background ROIs of one image's mask [1, H, W], found once and used for every
+    method and level (the dilations are the costliest step of a cheap method's figures);
+    None without two classes, or when the ROI erodes away on a tiny image."""
+    if mask is None or not (bool((mask > 0).any()) and bool((mask == 0).any())):
+        return None
+    try:
+        return metrics.head_background_rois(mask)
+    except UsdenoiseError:
+        return None
+
+
 def _image_metrics(
     output: torch.Tensor, clean: torch.Tensor | None, reference_for_epi: torch.Tensor,
-    noisy: torch.Tensor, mask: torch.Tensor | None,
+    noisy: torch.Tensor, rois: tuple[torch.Tensor, torch.Tensor] | None,
 ) -> dict[str, float | None]:
 
     values: dict[str, float | None] = {}
@@ -232,14 +244,14 @@ def _image_metrics(
         values["ms_ssim"] = float(metrics.ms_ssim(output, clean))
     values["epi"] = float(metrics.epi(output, reference_for_epi))
     values.update(enl=None, cnr=None, gcnr=None, ssi=None)
-    if mask is not None and bool((mask > 0).any()) and bool((mask == 0).any()):
+    if rois is not None:
+        head, background = rois
         try:
-            head, background = metrics.head_background_rois(mask)
             values["enl"] = float(metrics.enl(output, head))
             values["cnr"] = float(metrics.cnr(output, head, background))
             values["gcnr"] = float(metrics.gcnr(output, head, background))
             values["ssi"] = float(metrics.ssi(noisy, output, head))
-        except UsdenoiseError:  # ROI eroded away on a tiny image: leave the ROI metrics empty
+        except UsdenoiseError:  # a ROI too small for a figure: leave the ROI metrics empty
             pass
     return values
 
@@ -628,6 +640,7 @@ def _measure_share(settings: EvaluationSettings, denoisers: list[tuple[MethodSpe
             roi = mask if mask is not None else derived_roi_mask(sample["image"])
             part.roi_kinds.add("mask" if mask is not None else
                                "otsu" if roi is not None else "none")
+            rois = _rois(None if roi is None else roi[None])
             clean = sample["image"][None].float()
             if position < settings.examples:
                 part.clean[position], part.ids[position] = clean, str(sample["id"])
@@ -644,8 +657,7 @@ def _measure_share(settings: EvaluationSettings, denoisers: list[tuple[MethodSpe
                     y = denoiser.denoise(x)
                     part.seconds[(li, mi)] += time.perf_counter() - start
                     values = _image_metrics(y, None if spec is None else clean,
-                                            x if spec is None else clean, x,
-                                            None if roi is None else roi[None])
+                                            x if spec is None else clean, x, rois)
                     values.update(_real_scan_values(ctx, y, segmenter, sample,
                                                     identity=method.name == "noisy"))
                     row = {"method": method.label, "noise": noise_name, "level": level,
