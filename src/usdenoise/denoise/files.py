@@ -275,20 +275,30 @@ class _Run:
             merged = self._merged([r[:3] for r in reports])
             failed = any(r[3] for r in reports)
             if world.is_main:
-                if failed and self.strict:  # stopping: leave no output from this run behind
-                    _remove_outputs(merged.written, out_dir, remove_root=False)
-                    _restore_marker(out_dir, marker, remove_root=created)
-                elif not merged.written and not merged.existing:
-                    _restore_marker(out_dir, marker, remove_root=created)
-                else:
-                    _write_marker(out_dir, _kept_files(out_dir, marker)
-                                  + [str(p.relative_to(out_dir)) for p in merged.written])
+                try:
+                    self._finish(merged, marker, failed=failed, created=created)
+                except Exception as exc:  # raised below, once the others know
+                    error = error or exc
             check_together(error, world)
         if not merged.written and not merged.existing:
             first = merged.skipped[0][1] if merged.skipped else "no output"
             raise UsdenoiseError(f"nothing denoised: all {len(merged.skipped)} input file(s) "
                                  f"failed (first: {first})")
         return merged
+
+    def _finish(self, merged: DenoiseSummary, marker: dict | None, *, failed: bool,
+                created: bool) -> None:
+        """Rank 0, still holding the lock: the marker lists what the run wrote; a strict
+        stop removes it all again, and a run that wrote nothing leaves the folder as it was."""
+        out_dir = self.out_dir
+        if failed and self.strict:  # stopping: leave no output from this run behind
+            _remove_outputs(merged.written, out_dir, remove_root=False)
+            _restore_marker(out_dir, marker, remove_root=created)
+        elif not merged.written and not merged.existing:
+            _restore_marker(out_dir, marker, remove_root=created)
+        else:
+            _write_marker(out_dir, _kept_files(out_dir, marker)
+                          + [str(p.relative_to(out_dir)) for p in merged.written])
 
     def _skip(self, source: Path, message: str) -> None:
         if self.strict:
