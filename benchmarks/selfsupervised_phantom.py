@@ -74,26 +74,40 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=20, help="batches per epoch")
     parser.add_argument("--methods", default="r2r,nb2nb")
     parser.add_argument("--work", type=Path, default=RESULTS / "selfsupervised_phantom")
+    parser.add_argument("--keep", action="store_true",
+                        help="reuse the simulated data and every finished run in --work "
+                             "(delete a run's folder to train it again)")
     args = parser.parse_args()
     work: Path = args.work
-    if work.exists():
+    if work.exists() and not args.keep:
         shutil.rmtree(work)
-    work.mkdir(parents=True)
+    work.mkdir(parents=True, exist_ok=True)
     sim = work / "sim"
-    usdenoise("simulate", DATA, "--size", str(SIZE), "--noise", NOISE, "--seed", "0",
-              "--out", str(sim))
+    earlier = {}
+    if args.keep and (RESULTS / "selfsupervised_phantom.json").is_file():
+        earlier = json.loads((RESULTS / "selfsupervised_phantom.json").read_text())["runs"]
+    if not (args.keep and sim.is_dir()):
+        usdenoise("simulate", DATA, "--size", str(SIZE), "--noise", NOISE, "--seed", "0",
+                  "--out", str(sim))
+
+    def train(name: str, run: Path, *argv: str) -> float:
+        if args.keep and (run / "model_best.safetensors").is_file():
+            print(f"reusing {run}", flush=True)
+            return float(earlier.get(name, {}).get("seconds", float("nan")))
+        return usdenoise(*argv, "--out", str(run))
+
     common = ["--size", str(SIZE), "--arch", "diconvae", "--preset", "fast",
               "--epochs", str(args.epochs), "--limit", str(args.limit), "--batch-size", "16",
               "--crop", "96", "--device", "cpu", "--seed", "0", "--no-progress"]
     runs: dict[str, dict] = {}
-    seconds = usdenoise("train", DATA, "--noise", NOISE, "--loss", "l2", *common,
-                        "--out", str(work / "sup"))
+    seconds = train("supervised", work / "sup", "train", DATA, "--noise", NOISE, "--loss", "l2",
+                    *common)
     runs["supervised"] = {"run": work / "sup", "seconds": round(seconds, 1),
                           "command": f"usdenoise train {DATA} --noise {NOISE} --loss l2 "
                                      + " ".join(common)}
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
-        seconds = usdenoise("train", f"folder:{sim / 'noisy'}", "--self-supervised", method,
-                            *common, "--out", str(work / method))
+        seconds = train(method, work / method, "train", f"folder:{sim / 'noisy'}",
+                        "--self-supervised", method, *common)
         runs[method] = {"run": work / method, "seconds": round(seconds, 1),
                         "command": f"usdenoise train folder:SIM/noisy --self-supervised "
                                    f"{method} " + " ".join(common)}

@@ -13,6 +13,7 @@ from usdenoise.core.errors import UsdenoiseError
 from usdenoise.denoise import network as nd
 from usdenoise.denoise.registry import DENOISERS, NETWORKS, make_denoiser
 from usdenoise.models import build_network
+from usdenoise.models.space_to_depth import lattice_apply
 
 
 @pytest.fixture
@@ -149,3 +150,22 @@ def test_level_outside_the_trained_range_is_clamped_with_a_warning_on_the_cli(
                           "clamped"] if level == "5" else [])
         outputs[level] = read_image(out / "scan.png")
     assert torch.equal(outputs["5"], outputs["0.2"])
+
+
+def test_a_sub_lattice_network_runs_on_the_sub_lattices(tmp_path: Path) -> None:
+    """nb2nb checkpoints record meta.inference.lattice; the denoiser runs them that way."""
+    torch.manual_seed(0)
+    net = build_network("dncnn", "fast", channels=4, depth=4).eval()
+    path = save_model(tmp_path / "nb", net, arch="dncnn", arch_config=net.config,
+                      meta={"inference": {"lattice": 4}})
+    x = torch.rand(1, 1, 40, 36)
+    with torch.no_grad():
+        expected = lattice_apply(net, x, 4)
+        plain = net(x)
+    got = make_denoiser("network", checkpoint=str(path)).denoise(x)
+    assert torch.allclose(got, expected.clamp(0, 1), atol=1e-6)
+    assert not torch.allclose(got, plain.clamp(0, 1), atol=1e-3)
+    bad = save_model(tmp_path / "bad", net, arch="dncnn", arch_config=net.config,
+                     meta={"inference": {"lattice": "4; rm"}})
+    with pytest.raises(UsdenoiseError, match="meta.inference.lattice must be an integer"):
+        make_denoiser("network", checkpoint=str(bad)).denoise(x)

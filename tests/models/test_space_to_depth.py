@@ -7,6 +7,7 @@ import torch
 
 from usdenoise.core.errors import UsdenoiseError
 from usdenoise.models import build_network
+from usdenoise.models.space_to_depth import lattice_apply
 from usdenoise.models.tiling import denoise_tiled
 
 
@@ -53,3 +54,21 @@ def test_fold_then_unfold_is_the_identity() -> None:
     folded = fold(x, 2, multiple=4)
     assert folded.shape[1] == 4 and folded.shape[-1] % 4 == 0
     assert torch.equal(unfold(folded, 2, (13, 10)), x)
+
+
+def test_lattice_apply_runs_fn_on_each_sub_lattice_and_reassembles() -> None:
+    x = torch.rand(2, 1, 37, 30)  # not a multiple of the stride: padded, then cropped
+    assert torch.equal(lattice_apply(lambda t: t, x, 4), x)
+    seen: list[tuple[int, ...]] = []
+
+    def record(t: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(t.shape))
+        return 2 * t
+
+    assert torch.allclose(lattice_apply(record, x, 4), 2 * x)
+    assert seen == [(2 * 16, 1, 10, 8)]
+    # each sub-image is one lattice x[r::s, c::s]: a per-sub-image offset lands on it alone
+    offsets = lambda t: t + torch.arange(t.shape[0]).view(-1, 1, 1, 1) % 16  # noqa: E731
+    y = lattice_apply(offsets, torch.zeros(1, 1, 8, 8), 4)
+    assert float(y[0, 0, 1, 2]) == 1 * 4 + 2 and float(y[0, 0, 5, 6]) == 1 * 4 + 2
+    assert torch.equal(lattice_apply(record, x, 1), 2 * x)

@@ -6,6 +6,7 @@ Tiny: 32-64 px phantoms, 2 batches per epoch, a 4-channel DiConvAE; seconds each
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -252,12 +253,15 @@ def test_cli_self_supervised_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
     options.write_text("ss_stride = 2\nss_gamma = 1.0\n")  # method options: a config file
     code, _, err = run_cli(capsys, "train", f"folder:{scans}", "--self-supervised", "nb2nb",
                            "--config", options, "--crop", "32", "--batch-size", "2",
-                           "--model-param", "channels=4,4,4,4", "--epochs", "1", "--limit", "2",
+                           "--arch-param", "channels=4,4,4,4", "--epochs", "1", "--limit", "2",
                            "--device", "cpu", "--out", run)
     assert code == 0, err
     code, _, err = run_cli(capsys, "train", "--resume", run, "--epochs", "2")
     assert code == 0, err
     assert [r["epoch"] for r in _rows(run)] == ["1", "2"]
+    # nb2nb learnt on sub-lattices 2 px apart: its checkpoint says to run it on them
+    sidecar = json.loads((run / "model_best.json").read_text())
+    assert sidecar["meta"]["inference"] == {"lattice": 2}
     out_dir = tmp_path / "denoised"
     code, _, err = run_cli(capsys, "denoise", next(scans.glob("*.png")), "--model", run,
                            "--out", out_dir)

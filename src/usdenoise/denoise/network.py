@@ -22,6 +22,7 @@ from usdenoise.core.devices import resolve_auto
 from usdenoise.core.errors import UsdenoiseError
 from usdenoise.core.params import STRENGTH, Param
 from usdenoise.denoise.base import Denoiser
+from usdenoise.models.space_to_depth import lattice_apply
 from usdenoise.models.tiling import denoise_tiled
 from usdenoise.noise.level import estimate_level, level_map
 
@@ -84,12 +85,24 @@ class _NetworkBase(Denoiser):
                 level = level.clamp(low, high)
         return torch.cat([x, level_map(level, x)], dim=1)
 
+    def _lattice(self) -> int:
+        """Sub-lattice stride a network was trained at (self-supervised nb2nb), else 1."""
+        inference = (self.sidecar.get("meta") or {}).get("inference") or {}
+        value = inference.get("lattice", 1) if isinstance(inference, dict) else None
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 16:
+            raise UsdenoiseError(f"{self.name}: checkpoint sidecar meta.inference.lattice "
+                                 f"must be an integer 1-16, got {value!r}")
+        return value
+
     def _denoise(self, x: torch.Tensor) -> torch.Tensor:
         # every package model keeps its constructor arguments in .config
         if cast(dict[str, Any], self.net.config).get("level_input"):
             x = self._level_input(x)
+        lattice = self._lattice()
         try:
-            y = denoise_tiled(self.net, x, tile=self.tile, overlap=self.overlap)
+            y = lattice_apply(
+                lambda t: denoise_tiled(self.net, t, tile=self.tile, overlap=self.overlap),
+                x, lattice)
         except torch.cuda.OutOfMemoryError:
             raise UsdenoiseError(
                 f"{self.name}: out of GPU memory; use a smaller tile (tile={self.tile}) "

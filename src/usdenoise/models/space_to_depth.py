@@ -3,7 +3,7 @@ half/quarter-resolution sub-images, which cuts the cost per pixel by s*s on a CP
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,3 +26,20 @@ def unfold(y: torch.Tensor, shuffle: int, size: Sequence[int]) -> torch.Tensor:
     if shuffle > 1:
         y = F.pixel_shuffle(y, shuffle)
     return y[..., : size[0], : size[1]]
+
+
+def lattice_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                  stride: int) -> torch.Tensor:
+    """Run `fn` on the `stride²` sub-lattices `x[..., r::s, c::s]` of [B,C,H,W] (as a batch)
+    and put its outputs back in place: pixel-shuffle-downsampled inference (AP-BSN, Lee et
+    al., CVPR 2022), for networks trained where speckle grain below `stride` is nearly white.
+    The image is padded to a multiple of `stride` (as `fold`) and cropped back."""
+    if stride <= 1:
+        return fn(x)
+    b, c, h, w = x.shape
+    folded = fold(x, stride)  # [B, C·s², H'/s, W'/s] in (c, r, q) order
+    hs, ws = folded.shape[-2:]
+    lattices = folded.reshape(b, c, stride * stride, hs, ws).transpose(1, 2)
+    y = fn(lattices.reshape(b * stride * stride, c, hs, ws))
+    y = y.reshape(b, stride * stride, y.shape[1], hs, ws).transpose(1, 2)
+    return unfold(y.reshape(b, -1, hs, ws), stride, (h, w))

@@ -323,7 +323,8 @@ def _validate(net, forward, task, loss_fn, loader, config, world) -> dict[str, f
     limit = config.limit if config.limit is not None else len(loader)
     for batch in itertools.islice(loader, limit):
         x, target = task.validation_batch(batch, world.device)
-        output = forward(x).float()
+        # a task whose network runs differently at inference says how (nb2nb: sub-lattices)
+        output = (task.predict(forward, x) if hasattr(task, "predict") else forward(x)).float()
         extra = task.loss_inputs(batch, world.device)
         loss = (task.loss_fn(forward, x, target) if hasattr(task, "loss_fn")
                 else loss_fn(output, target, **extra))

@@ -45,6 +45,7 @@ from usdenoise.data import load_dataset
 from usdenoise.data.splits import split_by_subject
 from usdenoise.metrics import psnr, ssim
 from usdenoise.models import build_network
+from usdenoise.models.space_to_depth import lattice_apply
 from usdenoise.noise import make_noise
 from usdenoise.noise.estimate import DatasetSpeckleEstimate, aggregate, estimate_speckle
 from usdenoise.noise.level import correlated_noise
@@ -241,7 +242,10 @@ class SelfSupervisedTask:
             meta["speckle"] = asdict(self.stats)
         if self.estimate is not None:  # what was measured (noise.estimate)
             meta["speckle_estimate"] = self.estimate.to_dict(per_image=False)
-        return {"self_supervised": meta}
+        out: dict[str, Any] = {"self_supervised": meta}
+        if self.method == "nb2nb":  # read by denoise.network: run it as it was trained
+            out["inference"] = {"lattice": self.config.ss_stride}
+        return out
 
     # -- draws -----------------------------------------------------------------------------
 
@@ -297,10 +301,16 @@ class SelfSupervisedTask:
         g1, g2 = neighbour_subsample(x, target["choice"], stride)
         out = forward(g1).float()
         with torch.no_grad():
-            full = forward(x).float()
+            full = self.predict(forward, x)
         f1, f2 = neighbour_subsample(full, target["choice"], stride)
         diff = out - g2
         return F.mse_loss(out, g2) + self.config.ss_gamma * (diff - (f1 - f2)).square().mean()
+
+    def predict(self, forward: Any, x: torch.Tensor) -> torch.Tensor:
+        """The denoised image as inference makes it: nb2nb's network learnt on sub-lattices
+        (pixels `ss_stride` apart), so it runs on the sub-lattices (`lattice_apply`)."""
+        stride = self.config.ss_stride if self.method == "nb2nb" else 1
+        return lattice_apply(forward, x, stride).float()
 
     def measure(self, output: torch.Tensor, target: dict[str, torch.Tensor]
                 ) -> dict[str, torch.Tensor]:
