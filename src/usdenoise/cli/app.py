@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,6 +53,19 @@ def _version(value: bool) -> None:
         print(f"usdenoise {__version__}")
         raise typer.Exit()
 
+
+
+@contextmanager
+def errors_from_rank0() -> Iterator[None]:
+    """Under torchrun every process meets the same error; only rank 0 prints it (exit 2)."""
+    from usdenoise.core.distributed import is_main_process
+
+    try:
+        yield
+    except UsdenoiseError:
+        if not is_main_process():
+            raise typer.Exit(2) from None
+        raise
 
 @app.callback()
 def _root(
@@ -164,12 +179,8 @@ def evaluate(
         segmenter=None if segmenter is None else str(segmenter), test=test, strengths=grid,
         match_reduction=match, device=device, workers=workers,
     )
-    try:
+    with errors_from_rank0():
         records = run(settings, out, overwrite=overwrite)
-    except UsdenoiseError:
-        if not is_main_process():  # every process has the error; rank 0 prints it
-            raise typer.Exit(2) from None
-        raise
     if not is_main_process():
         return
     print(markdown_table(records))
@@ -220,17 +231,13 @@ def denoise(
     params = network_device(method or "default", params, device)
     with warnings.catch_warnings():  # skipped files are reported below, one line each
         warnings.filterwarnings("ignore", message="skipped ", category=UserWarning)
-        try:
+        with errors_from_rank0():
             summary = denoise_files(
                 inputs, out_dir=out, method=method or "default", params=params,
                 recursive=recursive, overwrite=overwrite, skip_existing=skip_existing,
                 workers=workers, strict=strict, dicom_as=dicom_as,
                 threads=(threads or 1) if workers > 1 else _set_threads(threads),
             )
-        except UsdenoiseError:
-            if not is_main_process():  # every process has the error; rank 0 prints it
-                raise typer.Exit(2) from None
-            raise
     if not is_main_process():
         return
     for _source, why in summary.skipped:
