@@ -28,6 +28,23 @@ def unfold(y: torch.Tensor, shuffle: int, size: Sequence[int]) -> torch.Tensor:
     return y[..., : size[0], : size[1]]
 
 
+
+def split_lattices(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """[B, C, H, W] (H, W multiples of `stride`) -> [B·s², C, H/s, W/s]: the sub-lattices
+    `x[..., r::s, c::s]`, image-major, lattice (r, c) in row-major order."""
+    b, c, h, w = x.shape
+    folded = F.pixel_unshuffle(x, stride)  # [B, C·s², H/s, W/s] in (c, r, q) order
+    lattices = folded.reshape(b, c, stride * stride, h // stride, w // stride).transpose(1, 2)
+    return lattices.reshape(b * stride * stride, c, h // stride, w // stride)
+
+
+def merge_lattices(y: torch.Tensor, stride: int) -> torch.Tensor:
+    """Inverse of `split_lattices`: [B·s², C, h, w] -> [B, C, h·s, w·s]."""
+    n, c, h, w = y.shape
+    y = y.reshape(n // (stride * stride), stride * stride, c, h, w).transpose(1, 2)
+    return F.pixel_shuffle(y.reshape(-1, c * stride * stride, h, w), stride)
+
+
 def lattice_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                   stride: int) -> torch.Tensor:
     """Run `fn` on the `stride²` sub-lattices `x[..., r::s, c::s]` of [B,C,H,W] (as a batch)
@@ -36,10 +53,6 @@ def lattice_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     The image is padded to a multiple of `stride` (as `fold`) and cropped back."""
     if stride <= 1:
         return fn(x)
-    b, c, h, w = x.shape
-    folded = fold(x, stride)  # [B, C·s², H'/s, W'/s] in (c, r, q) order
-    hs, ws = folded.shape[-2:]
-    lattices = folded.reshape(b, c, stride * stride, hs, ws).transpose(1, 2)
-    y = fn(lattices.reshape(b * stride * stride, c, hs, ws))
-    y = y.reshape(b, stride * stride, y.shape[1], hs, ws).transpose(1, 2)
-    return unfold(y.reshape(b, -1, hs, ws), stride, (h, w))
+    h, w = x.shape[-2:]
+    padded = fold(x, 1, multiple=stride)
+    return merge_lattices(fn(split_lattices(padded, stride)), stride)[..., :h, :w]

@@ -45,7 +45,7 @@ from usdenoise.data import load_dataset
 from usdenoise.data.splits import split_by_subject
 from usdenoise.metrics import psnr, ssim
 from usdenoise.models import build_network
-from usdenoise.models.space_to_depth import lattice_apply
+from usdenoise.models.space_to_depth import lattice_apply, split_lattices
 from usdenoise.noise import make_noise
 from usdenoise.noise.estimate import DatasetSpeckleEstimate, aggregate, estimate_speckle
 from usdenoise.noise.level import correlated_noise
@@ -116,11 +116,8 @@ NEIGHBOUR_PAIRS = (((0, 0), (0, 1)), ((0, 0), (1, 0)), ((0, 1), (0, 0)), ((0, 1)
 
 def cell_lattices(x: torch.Tensor, stride: int) -> torch.Tensor:
     """[B, C, H, W] -> [B·s², C, H/s, W/s]: the sub-lattices x[r::s, c::s] (H, W cropped)."""
-    b, c, h, w = x.shape
-    h, w = (h // (2 * stride)) * 2 * stride, (w // (2 * stride)) * 2 * stride
-    folded = F.pixel_unshuffle(x[..., :h, :w], stride)  # [B, C·s², H/s, W/s], (c, r, q) order
-    folded = folded.reshape(b, c, stride * stride, h // stride, w // stride)
-    return folded.transpose(1, 2).reshape(b * stride * stride, c, h // stride, w // stride)
+    h, w = (x.shape[-2] // (2 * stride)) * 2 * stride, (x.shape[-1] // (2 * stride)) * 2 * stride
+    return split_lattices(x[..., :h, :w], stride)
 
 
 def neighbour_subsample(x: torch.Tensor, choice: torch.Tensor, stride: int
