@@ -37,6 +37,13 @@ def write_psfhs_case(root: Path, stem: str, *, h: int = 48, w: int = 64,
     return gray
 
 
+def write_psfhs_root(root: Path, cases: int = 6) -> Path:
+    """A PSFHS-layout folder of `cases` cases 00001, 00002, ...; returns `root`."""
+    for i in range(cases):
+        write_psfhs_case(root, f"{i + 1:05d}")
+    return root
+
+
 def _drop_header_key(path: Path, key: bytes) -> None:
     """Remove one line of a MetaImage header (the data follows `ElementDataFile = LOCAL`)."""
     data = path.read_bytes()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run_cli
-from psfhs_fixtures import write_psfhs_case
+from psfhs_fixtures import write_psfhs_root
 
 from usdenoise.segmentation.evaluate import SegmentEvaluation, evaluate_segmenter
 from usdenoise.training.config import TrainConfig
@@ -21,10 +21,7 @@ pytest.importorskip("SimpleITK")
 
 @pytest.fixture(scope="module")
 def psfhs_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("psfhs")
-    for i in range(6):
-        write_psfhs_case(root, f"{i + 1:05d}")
-    return root
+    return write_psfhs_root(tmp_path_factory.mktemp("psfhs"))
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run_cli
-from psfhs_fixtures import write_psfhs_case
+from psfhs_fixtures import write_psfhs_root
 
 from usdenoise.study.run import StudySettings, load_study_data, load_test_data
 
@@ -25,10 +25,7 @@ TINY = ["--size", "32", "--segmenter-epochs", "1", "--denoiser-epochs", "1",
 
 @pytest.fixture(scope="module")
 def psfhs_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("psfhs")
-    for i in range(6):
-        write_psfhs_case(root, f"{i + 1:05d}")
-    return root
+    return write_psfhs_root(tmp_path_factory.mktemp("psfhs"))
 
 
 def test_test_data_is_all_of_it_up_to_the_test_count(psfhs_root: Path) -> None:
