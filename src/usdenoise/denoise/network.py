@@ -22,6 +22,7 @@ from usdenoise.core.devices import resolve_auto
 from usdenoise.core.errors import UsdenoiseError
 from usdenoise.core.params import STRENGTH, Param
 from usdenoise.denoise.base import Denoiser
+from usdenoise.models.inference import prepare_for_inference, to_channels_last
 from usdenoise.models.space_to_depth import lattice_apply
 from usdenoise.models.tiling import denoise_tiled
 from usdenoise.noise.level import estimate_level, level_map
@@ -64,8 +65,8 @@ class _NetworkBase(Denoiser):
         self.torch_device = _pick_device(self.device, self.name)
 
     def _load(self, path: str | Path) -> None:
-
-        self.net, self.sidecar = load_model(path, kind="denoiser", map_location=self.torch_device)
+        net, self.sidecar = load_model(path, kind="denoiser", map_location=self.torch_device)
+        self.net = prepare_for_inference(net)
 
     def _level_input(self, x: torch.Tensor) -> torch.Tensor:
         """`[x, level map]` for a level-conditioned network; the level is clamped to the
@@ -101,7 +102,8 @@ class _NetworkBase(Denoiser):
         lattice = self._lattice()
         try:
             y = lattice_apply(
-                lambda t: denoise_tiled(self.net, t, tile=self.tile, overlap=self.overlap),
+                lambda t: denoise_tiled(self.net, to_channels_last(t), tile=self.tile,
+                                        overlap=self.overlap).contiguous(),
                 x, lattice)
         except torch.cuda.OutOfMemoryError:
             raise UsdenoiseError(

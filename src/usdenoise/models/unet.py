@@ -1,11 +1,12 @@
 """A small denoising U-Net (Ronneberger et al. 2015 layout, sized for denoising).
 
 Each level has two 3 x 3 Conv+BatchNorm+ReLU layers; down-sampling by 2 x 2 max-pooling,
-up-sampling by bilinear interpolation followed by a 1 x 1 conv, then concatenation with the
-skip connection. The input is padded (replicate) up to a multiple of 2**levels and the output
-cropped back, so any H x W works. With ``residual=True`` (default) the net predicts the noise
-and returns ``x - noise``; otherwise a sigmoid output in [0, 1]. ``shuffle=2`` folds the image
-into 4 half-resolution sub-images first (space-to-depth, as in FFDNet): 4x less work per pixel.
+up-sampling by a 1 x 1 conv and bilinear interpolation (the two commute), then concatenation
+with the skip connection. The input is padded (replicate) up to a multiple of 2**levels and
+the output cropped back, so any H x W works. With ``residual=True`` (default) the net
+predicts the noise and returns ``x - noise``; otherwise a sigmoid output in [0, 1].
+``shuffle=2`` folds the image into 4 half-resolution sub-images first (space-to-depth, as in
+FFDNet): 4x less work per pixel.
 `level_input=True` adds a second input channel, the speckle level map (FFDNet style, see
 `usdenoise.noise.level`): the input is `[B, 2, H, W]`, the output `[B, 1, H, W]`.
 """
@@ -87,7 +88,9 @@ class UNet(nn.Module):
         y = skips.pop()
         for proj, up in zip(self.up_proj, self.up, strict=True):
             skip = skips.pop()
-            y = proj(F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False))
+            # the 1x1 projection commutes with bilinear up-sampling (both linear, the weights
+            # sum to 1): applied first it runs on 4x fewer pixels and halves what is up-sampled
+            y = F.interpolate(proj(y), size=skip.shape[-2:], mode="bilinear", align_corners=False)
             y = up(torch.cat([skip, y], dim=1))
         y = unfold(self.head(y), shuffle, x.shape[-2:])
         if self.config["residual"]:
