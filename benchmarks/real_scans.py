@@ -11,7 +11,8 @@ run on the first `--slow-limit` images only.
         --segmenter runs/seg-segnet128 --limit 10 --slow-limit 2
 
 Writes benchmarks/results/real_scans.json (the records and the command) and the evaluate
-folders under benchmarks/results/real_scans/ (results.md, curves.json, tradeoff/*.png).
+folders under benchmarks/results/real_scans/ (results.md, curves.json, tradeoff/*.png);
+`--name` changes both names. `--limit 0` runs the whole test split (110 images).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def run(methods: str, limit: int, args: argparse.Namespace, out: Path,
         also: list[MethodSpec] = ()) -> list[dict]:
     settings = EvaluationSettings(
         data=args.data, methods=[*parse_methods(methods), *also], split="test", size=None,
-        limit=limit,
+        limit=limit or None,
         no_reference=True, segmenter=args.segmenter, examples=2,
         match_reduction=args.match, device="cpu",
     )
@@ -52,26 +53,31 @@ def main() -> None:
     parser.add_argument("--segmenter", default=None, help="segmenter run (trained on originals)")
     parser.add_argument("--methods", default="default,lee,srad,median")
     parser.add_argument("--slow", default="obnlm,bm3d", help="methods run on fewer images")
-    parser.add_argument("--limit", type=int, default=10, help="test images for --methods")
-    parser.add_argument("--slow-limit", type=int, default=2, help="test images for --slow")
+    parser.add_argument("--limit", type=int, default=10,
+                        help="test images for --methods (0: the whole test split)")
+    parser.add_argument("--slow-limit", type=int, default=2,
+                        help="test images for --slow (0: none)")
     parser.add_argument("--match", type=float, default=0.3, help="common speckle reduction")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--also", action="append", default=[], metavar="LABEL=CHECKPOINT",
                         help="another network beside --methods (e.g. diconvae=runs/dcae)")
+    parser.add_argument("--name", default="real_scans",
+                        help="results go to benchmarks/results/NAME.json and NAME/")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    folder = RESULTS / "real_scans"
+    folder = RESULTS / args.name
     started = time.perf_counter()
     parts = {}
     also = [MethodSpec("network", {"checkpoint": path, "device": "cpu"}, label)
             for label, _, path in (item.partition("=") for item in args.also)]
     for name, methods, limit in (("fast", args.methods, args.limit),
                                  ("slow", args.slow, args.slow_limit)):
-        if methods and limit:
+        # --limit 0 is the whole test split; --slow-limit 0 skips the slow filters
+        if methods and (limit or name == "fast"):
             part_start = time.perf_counter()
             parts[name] = run(methods, limit, args, folder / name,
                               also if name == "fast" else [])
-            print(f"{name}: {methods} on {limit} images in "
+            print(f"{name}: {methods} on {limit or 'all'} images in "
                   f"{time.perf_counter() - part_start:.0f} s", flush=True)
     for name, records in parts.items():
         print(f"\n## {name}: {records[0]['n_images']} images of {args.data} (test split), "
@@ -80,12 +86,12 @@ def main() -> None:
         print("|" + "---|" * (len(KEYS) + 1))
         for r in records:
             print(f"| {r['method']} | " + " | ".join(fmt(r.get(k)) for k in KEYS) + " |")
-    write_json(RESULTS / "real_scans.json", {
+    write_json(RESULTS / f"{args.name}.json", {
         "command": " ".join([sys.executable, *sys.argv]), "machine": machine(),
         "seconds": time.perf_counter() - started, "match_reduction": args.match,
         "parts": {name: records for name, records in parts.items()},
     })
-    print(f"\nwritten: {RESULTS / 'real_scans.json'}, {folder}/")
+    print(f"\nwritten: {RESULTS / args.name}.json, {folder}/")
 
 
 if __name__ == "__main__":

@@ -98,3 +98,31 @@ def test_denoise_task_init_copies_weights_and_refuses_another_architecture(tmp_p
                                 init=str(tmp_path / "src.safetensors"))).build_model()
     with pytest.raises(UsdenoiseError, match="zoom must be in"):
         TrainConfig(data="phantom:4", zoom=2.0)
+
+
+def test_denoise_task_noise_free_target_is_the_physics_image_without_speckle() -> None:
+    from usdenoise.noise import make_noise
+
+    config = TrainConfig(data="phantom:4", arch="unet", noise="physics:0.1",
+                         target="noise_free")
+    task = DenoiseTask(config)
+    clean = torch.zeros(2, 1, 48, 48)
+    clean[..., 16:32, 16:32] = 0.8  # a bright square: the PSF blurs its border
+    world = World(rank=0, size=1, local_rank=0, device=torch.device("cpu"))
+    noisy, target = task.batch({"image": clean}, torch.Generator().manual_seed(0), world)
+    expected = make_noise("physics:0.1").noise_free(clean)
+    assert torch.allclose(target, expected, atol=1e-6)
+    assert not torch.allclose(target, clean, atol=0.05)  # blurred, not the clean square
+    assert noisy.shape == clean.shape and not torch.allclose(noisy, target, atol=0.01)
+    _, val_target = task.validation_batch({"image": clean, "index": torch.tensor([0, 1])},
+                                          torch.device("cpu"))
+    assert torch.allclose(val_target, expected, atol=1e-6)
+
+
+def test_noise_free_target_needs_an_image_formation_model() -> None:
+    with pytest.raises(UsdenoiseError, match="target noise_free: noise 'rayleigh:0.3' has no"):
+        DenoiseTask(TrainConfig(data="phantom:4", noise="rayleigh:0.3", target="noise_free"))
+    with pytest.raises(UsdenoiseError, match="target must be one of clean, noise_free"):
+        TrainConfig(data="phantom:4", target="blurred")
+    with pytest.raises(UsdenoiseError, match="without native"):
+        TrainConfig(data="phantom:4", noise="physics:0.1", target="noise_free", native=0.5)

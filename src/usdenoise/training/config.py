@@ -46,6 +46,10 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 
+#: what a denoise run learns to output (TrainConfig.target)
+TARGETS = ("clean", "noise_free")
+
+
 @dataclass
 class TrainConfig:
     """Everything `fit()` needs; the defaults follow the study (Adam, lr 1e-3)."""
@@ -78,6 +82,10 @@ class TrainConfig:
     # denoise: start from this denoiser checkpoint's weights (fine-tuning; "default" is the
     # shipped model); its architecture and model settings must equal this run's
     init: str | None = None
+    # denoise: what the network learns to output: "clean" (the image the speckle was added
+    # to) or "noise_free" (that image through the noise model's image formation without the
+    # speckle, e.g. blurred by the physics PSF: what a self-supervised denoiser can reach)
+    target: str = "clean"
     epochs: int = 50
     batch_size: int = 16  # global: split evenly over torchrun processes
     crop: int = 96  # square random crop (train) / centre crop (validation), pixels
@@ -136,6 +144,12 @@ class TrainConfig:
         for key in ("zoom", "init", "level_shown"):
             if getattr(self, key) not in (None, False) and self.task != "denoise":
                 raise UsdenoiseError(f"{where}: {key} is a setting of task 'denoise'")
+        if self.target not in TARGETS:
+            raise UsdenoiseError(f"{where}: target must be one of {', '.join(TARGETS)}, "
+                                 f"got {self.target!r}")
+        if self.target != "clean" and (self.task != "denoise" or self.native):
+            raise UsdenoiseError(f"{where}: target {self.target!r} is a setting of task "
+                                 "'denoise' without native")
         if not self.lr > 0:
             raise UsdenoiseError(f"{where}: lr must be positive, got {self.lr}")
         if self.weight_decay < 0:

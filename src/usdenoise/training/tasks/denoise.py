@@ -31,7 +31,8 @@ from usdenoise.training.distributed import World
 
 
 class DenoiseTask:
-    """Clean crop -> speckled input; the target is the clean crop.
+    """Clean crop -> speckled input; the target is the clean crop (with `target`
+    "noise_free", the crop through the noise model's image formation without speckle).
 
     With `native` > 0 that share of the samples is trained on the speckle the image itself
     carries instead (recorruption, `TrainConfig.native`). A level-conditioned network
@@ -48,6 +49,9 @@ class DenoiseTask:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.noise = make_noise(config.noise)
+        if config.target == "noise_free" and not hasattr(self.noise, "noise_free"):
+            raise UsdenoiseError(f"target noise_free: noise {config.noise!r} has no noise-free "
+                                 "image formation (only physics has: its PSF blur)")
         self.level_input = bool(config.model.get("level_input", False))
         self.levels_seen: list[float] = []  # min and max of the levels trained on
 
@@ -130,6 +134,12 @@ class DenoiseTask:
             return estimate_level(noisy)
         return added_level(estimate_level(noisy), estimate_level(clean))
 
+    def _target(self, clean: torch.Tensor) -> torch.Tensor:
+        """What the network learns to output for speckle added to `clean`."""
+        if self.config.target == "noise_free":
+            return cast(Any, self.noise).noise_free(clean)
+        return clean
+
     def _pairs(self, clean: torch.Tensor, generator: torch.Generator
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """(input, target) for a global batch: added speckle, or recorrupted native speckle.
@@ -139,7 +149,7 @@ class DenoiseTask:
         """
         clean, zoomed = self._zoom(clean, generator)
         noisy = self.noise(clean, generator=generator)
-        target = clean
+        target = self._target(clean)
         if self.level_input:
             level = self._level(noisy, clean)
         if self.config.native > 0:  # drawn only then: seeded runs without it reproduce
@@ -192,7 +202,7 @@ class DenoiseTask:
             noisy[row : row + 1] = self.noise(clean[row : row + 1], generator=g)
         if self.level_input:
             noisy = self._with_level(noisy, self._level(noisy, clean))
-        return noisy, clean
+        return noisy, self._target(clean)
 
     def measure(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-image validation figures (Tensor[B] each)."""
