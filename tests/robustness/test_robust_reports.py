@@ -122,3 +122,15 @@ def test_study_tables_escape_data_inputs_arms_notes_and_ids(tmp_path: Path) -> N
 ])
 def test_escape_markdown_each_special_character(text: str, expected: str) -> None:
     assert escape_markdown(text) == expected
+
+
+def test_real_scan_table_escapes_method_labels_and_noise_names() -> None:
+    from usdenoise.denoise.benchmark import real_scan_markdown
+
+    records = [{"method": HOSTILE, "noise": "a|b", "level": "###", "n_images": 2,
+                "speckle_index": 0.3, "edge_ratio": 0.97, "matched_reduction": 0.12},
+               {"method": "noisy", "noise": "a|b", "level": "###", "n_images": 2,
+                "speckle_index": 0.4, "edge_ratio": 1.0, "matched_reduction": 0.12}]
+    md = real_scan_markdown(records)
+    _assert_tables_intact(md)
+    assert "###" not in md and "&lt;script&gt;" in md

@@ -57,6 +57,7 @@ from usdenoise.noise.speckle import make_noise
 from usdenoise.reporting.figures import save_example_grid, save_tradeoff_curves
 from usdenoise.reporting.tables import (
     csv_cell,
+    escape_markdown,
     json_safe,
     write_results,
     write_text_atomic,
@@ -502,14 +503,14 @@ def real_scan_markdown(records: list[dict]) -> str:
         target = rows[0].get("matched_reduction")
         title = f"{noise} {level}" if noise else "images as they are"
         missing = rows[0].get("n_missing_patches")
-        parts.append(f"**{title}** — match at speckle index −{100 * (target or 0):.0f} %, "
+        parts.append(f"**{escape_markdown(title)}** — match at speckle index −{100 * (target or 0):.0f} %, "
                      f"{missing or 0} of {rows[0]['n_images']} images without homogeneous "
                      "patches\n")
         parts.append("| method | " + " | ".join(c[1] for c in used) + " |")
         parts.append("|" + "---|" * (len(used) + 1))
         for r in rows:
             cells = [_fmt_cell(r.get(key), percent) for key, _, percent in used]
-            parts.append(f"| {r['method']} | " + " | ".join(cells) + " |")
+            parts.append(f"| {escape_markdown(r['method'])} | " + " | ".join(cells) + " |")
         parts.append("")
     return "\n".join(parts)
 
