@@ -1,5 +1,7 @@
 """Speed targets of the default model: per 256² image vs BM3D (1 thread), and an 800 x 540
-frame with 2 threads. Prints only; medians of repeated calls on this machine.
+frame with 2 threads. Medians of repeated calls on this machine; prints them and writes
+benchmarks/results/default_speed.json (with the load average: BM3D slows more than the
+network under load, so compare ratios from one run).
 
     python benchmarks/default_speed.py
 """
@@ -8,13 +10,18 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
-from usdenoise.data import load_dataset
-from usdenoise.denoise import make_denoiser
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import RESULTS, machine, write_json  # noqa: E402
+
+from usdenoise.data import load_dataset  # noqa: E402
+from usdenoise.denoise import make_denoiser  # noqa: E402
 
 
 def median_seconds(call: Callable[[], object], repeats: int) -> float:
@@ -40,6 +47,13 @@ def main() -> None:
     default.denoise(frame)  # warm-up
     t_frame = median_seconds(lambda: default.denoise(frame), 7)
     print(f"800 x 540 with 2 threads: {t_frame * 1000:.0f} ms ({1 / t_frame:.1f} frames/s)")
+    write_json(RESULTS / "default_speed.json", {
+        "command": "python benchmarks/default_speed.py", "machine": machine(),
+        "image_256": {"threads": 1, "default_s": t_default, "bm3d_s": t_bm3d,
+                      "fraction_of_bm3d": t_default / t_bm3d, "target": "<= 1/50"},
+        "frame_800x540": {"threads": 2, "seconds": t_frame, "frames_per_second": 1 / t_frame,
+                          "target": "<= 0.100 s"}})
+    print(f"wrote {RESULTS / 'default_speed.json'}")
 
 
 if __name__ == "__main__":
