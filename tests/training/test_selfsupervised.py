@@ -272,3 +272,24 @@ def test_cli_self_supervised_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "r2r" in err and "nb2nb" in err
     assert np.isfinite(float(_rows(run)[-1]["val_loss"]))
+
+
+def test_nb2nb_warns_when_the_sub_images_are_smaller_than_what_the_network_sees() -> None:
+    import warnings as w
+
+    from usdenoise.training.tasks.selfsupervised import SelfSupervisedTask
+
+    small = TrainConfig(data="phantom:30", self_supervised="nb2nb", arch="diconvae",
+                        preset="fast", crop=96, ss_stride=4)
+    with pytest.warns(UserWarning, match=r"12-px sub-images, but the diconvae network sees "
+                                         r"61 px .* --crop 244 or more"):
+        SelfSupervisedTask(small).build_model()
+    with w.catch_warnings():
+        w.simplefilter("error")
+        for ok in (TrainConfig(data="phantom:30", self_supervised="nb2nb", arch="dncnn",
+                               preset="fast", crop=96, ss_stride=4),
+                   TrainConfig(data="phantom:30", self_supervised="nb2nb", arch="diconvae",
+                               preset="fast", crop=256, ss_stride=4),
+                   TrainConfig(data="phantom:30", self_supervised="r2r", arch="diconvae",
+                               preset="fast", crop=96)):
+            SelfSupervisedTask(ok).build_model()

@@ -32,6 +32,7 @@ image, plus PSNR/SSIM of `f(y)` against the clean image when there is one.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -200,7 +201,24 @@ class SelfSupervisedTask:
                                  f"{config.batch_size})")
 
     def build_model(self) -> nn.Module:
-        return build_network(self.config.arch, self.config.preset, **self.config.model)
+        net = build_network(self.config.arch, self.config.preset, **self.config.model)
+        if self.method == "nb2nb":
+            self._check_sub_images(net)
+        return net
+
+    def _check_sub_images(self, net: nn.Module) -> None:
+        """nb2nb trains on sub-images of crop / (2·stride) px: a network that sees a much
+        wider window than that learns mostly from the padding (the phantom check's DiConvAE
+        on 12-px sub-images fell below its input; docs/training.md)."""
+        c = self.config
+        side = c.crop // (2 * c.ss_stride)
+        seen = getattr(net, "receptive_field", None)
+        if isinstance(seen, int) and seen > 2 * side:
+            warnings.warn(
+                f"nb2nb: --crop {c.crop} at ss_stride {c.ss_stride} trains on {side}-px "
+                f"sub-images, but the {c.arch} network sees {seen} px and will learn mostly "
+                f"from padding; use --crop {seen * c.ss_stride} or more, or a network that "
+                "sees less (--arch dncnn)", stacklevel=2)
 
     def build_loss(self) -> nn.Module:
         return nn.MSELoss()
