@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -298,3 +299,33 @@ def test_the_manual_teaches_the_new_spellings() -> None:
             assert "--model-param" not in line, where
             if "segment evaluate" in line or "segment train" in line:
                 assert "--model " not in line and "--model`" not in line, where
+
+
+def test_warnings_are_one_line_without_source_paths(tmp_path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(40, 200, (32, 32), dtype=np.uint8)).save(folder / "a.png")
+    # a real process: pytest records warnings itself, so their printed form shows only here
+    result = subprocess.run(
+        [sys.executable, "-m", "usdenoise", "denoise", str(folder), "--out",
+         str(tmp_path / "out"), "--method", "default", "--param", "level=5", "--threads", "1"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    warned = [line for line in lines if "outside the trained range" in line]
+    assert len(warned) == 1 and re.fullmatch(
+        r"usdenoise: warning: default: speckle level 5 is outside the trained range "
+        r"\[[0-9.]+, [0-9.]+\]; clamped", warned[0]), warned
+    assert lines[-1].startswith("denoised 1 file(s)")  # nothing else: no source line
+    assert ".py:" not in result.stderr and "UserWarning" not in result.stderr
+
+
+def test_warnings_keep_their_python_form_after_the_command(capsys) -> None:
+    import warnings
+
+    run_cli(capsys, "list")
+    assert warnings.formatwarning.__name__ == "formatwarning"  # restored

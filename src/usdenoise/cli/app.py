@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -217,8 +218,6 @@ def denoise(
     2 when none was (every input failed) or on bad options. Under torchrun the processes
     share the files (docs/multi_gpu.md).
     """
-    import warnings
-
     from usdenoise.core.distributed import is_main_process
     from usdenoise.denoise.files import denoise_files
     from usdenoise.denoise.registry import parse_params
@@ -571,12 +570,38 @@ def _named_shell_completion(args: list[str]) -> str | None:
     return get_completion_script(prog_name="usdenoise", complete_var=COMPLETE_VAR, shell=shell)
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, line: str | None = None) -> str:
+    """Warnings as the CLI's errors are shown: one line, no source path or code line."""
+    kind = "" if category is UserWarning else f" ({category.__name__})"
+    return f"usdenoise: warning{kind}: {' '.join(str(message).split())}\n"
+
+
+@contextmanager
+def _cli_warnings(debug: bool) -> Iterator[None]:
+    """One-line warnings for the command's run (Python's own, with the source, under --debug).
+    Only the text changes (`formatwarning`): where warnings go, and tools that record them,
+    stay as they are."""
+    formatted = warnings.formatwarning
+    if not debug:
+        warnings.formatwarning = _one_line_warning
+    try:
+        yield
+    finally:
+        warnings.formatwarning = formatted
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point. Exit codes: 0 done; 2 bad input or usage, one line on stderr (every input
     failing included); 1 internal error, one line (the traceback with `usdenoise --debug`)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    with _cli_warnings("--debug" in args):
+        _main(args)
+
+
+def _main(args: list[str]) -> None:
     from typer._click.exceptions import ClickException, UsageError
 
-    args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args
     try:
         if (script := _named_shell_completion(args)) is not None:

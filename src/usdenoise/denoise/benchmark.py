@@ -501,9 +501,9 @@ def real_scan_markdown(records: list[dict]) -> str:
         groups.setdefault((record.get("noise"), record.get("level")), []).append(record)
     for (noise, level), rows in groups.items():
         target = rows[0].get("matched_reduction")
-        title = f"{noise} {level}" if noise else "images as they are"
+        title = escape_markdown(f"{noise} {level}" if noise else "images as they are")
         missing = rows[0].get("n_missing_patches")
-        parts.append(f"**{escape_markdown(title)}** — match at speckle index −{100 * (target or 0):.0f} %, "
+        parts.append(f"**{title}** — match at speckle index −{100 * (target or 0):.0f} %, "
                      f"{missing or 0} of {rows[0]['n_images']} images without homogeneous "
                      "patches\n")
         parts.append("| method | " + " | ".join(c[1] for c in used) + " |")
