@@ -11,8 +11,7 @@ correlated over the PSF and of one level:
   `y − n/α`, with `n` Gaussian noise of the speckle's covariance. For Gaussian speckle of
   covariance Σ the two corruptions are independent, so the mean squared error to the target
   equals, up to a constant, the supervised error of denoising `y + α·n` (noise covariance
-  (1+α²)Σ); pixels the display clipped to 0 or 1 are left out of the loss (`unclipped`).
-  `n` has exactly the covariance of log-compressed fully developed speckle from a
+  (1+α²)Σ). `n` has exactly the covariance of log-compressed fully developed speckle from a
   Gaussian PSF of widths `ss_axial` x `ss_lateral` px, std `ss_level`
   (`noise.level.correlated_noise`, "speckle"). Unset statistics are measured on up to
   `ESTIMATE_IMAGES` training images by `noise.estimate.estimate_speckle` (what `usdenoise
@@ -105,24 +104,6 @@ def recorrupt(y: torch.Tensor, n: torch.Tensor, alpha: float
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """R2R pair: (y + α·n, y − n/α)."""
     return y + alpha * n, y - n / alpha
-
-
-#: a pixel this close to 0 or 1 was clipped by the display: R2R's loss leaves it out
-CLIP_MARGIN = 0.5 / 255
-
-
-def unclipped(y: torch.Tensor) -> torch.Tensor:
-    """Where `y` is not at a display bound. On a clipped pixel the speckle is not additive
-    but the recorruption is: `y + α·n` there shows `n` itself, and a network can predict the
-    target's `−n/α` from it, lowering the loss below the noise floor while learning nothing
-    about the image (DnCNN did, on the phantom's black cysts)."""
-    return (y > CLIP_MARGIN) & (y < 1.0 - CLIP_MARGIN)
-
-
-def masked_mse(output: torch.Tensor, target: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the pixels `keep` marks (0 when it marks none)."""
-    weight = keep.to(output.dtype)
-    return ((output - target).square() * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,7 +311,7 @@ class SelfSupervisedTask:
         """The self-supervised loss of the network `forward` on noisy `x` (see module doc)."""
         if self.method == "r2r":
             inp, tgt = recorrupt(x, target["noise"].to(x.dtype), self.config.ss_alpha)
-            return masked_mse(forward(inp).float(), tgt.float(), unclipped(x))
+            return F.mse_loss(forward(inp).float(), tgt)
         stride = self.config.ss_stride
         g1, g2 = neighbour_subsample(x, target["choice"], stride)
         out = forward(g1).float()
