@@ -271,16 +271,7 @@ def test_closed_output_pipe_ends_quietly() -> None:
 
 
 def test_messages_name_the_new_spellings(tmp_path: Path, capsys) -> None:
-    from usdenoise.checkpoint import save_model
-    from usdenoise.models import build_network
-
-    denoiser = build_network("dncnn", "fast")
-    save_model(tmp_path / "den" / "model", denoiser, arch="dncnn", arch_config=denoiser.config,
-               kind="denoiser")
-    code, _, err = run_cli(capsys, "segment", "evaluate", "phantom:12", "--segmenter",
-                           tmp_path / "den", "--out", tmp_path / "e", "--split", "all")
-    assert code == 2 and err.startswith(f"usdenoise: error: --segmenter {tmp_path / 'den'}: ")
-    assert "a denoiser goes to --denoise-model" in err
+    # a denoiser given as --segmenter: tests/segmentation/test_segment_evaluate.py
     for command, option in (("train", "--arch-param"), ("study", "--segmenter-param"),
                             ("study", "--denoiser-param")):
         code, _, err = run_cli(capsys, command, option, "channels", "--out", tmp_path / "o")

@@ -305,6 +305,9 @@ def test_denoiser_checkpoint_given_as_segmenter_and_back(tmp_path: Path, capsys)
     code, _, err = _cli(capsys, "segment", "evaluate", "phantom:12", "--segmenter",
                         tmp_path / "den", "--out", tmp_path / "e", "--split", "all")
     assert code == 2 and "checkpoint is a denoiser, not a segmenter" in err
+    # the message names the option the path came from and the one a denoiser belongs to
+    assert err.startswith(f"usdenoise: error: --segmenter {tmp_path / 'den'}: ")
+    assert "a denoiser goes to --denoise-model" in err
     net = build_segmenter("segnet", "fast", channels=[4, 4, 4])
     save_model(tmp_path / "seg" / "model", net, arch="segnet", arch_config=net.config,
                kind="segmenter")

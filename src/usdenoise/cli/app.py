@@ -55,7 +55,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-
 @contextmanager
 def errors_from_rank0() -> Iterator[None]:
     """Under torchrun every process meets the same error; only rank 0 prints it (exit 2)."""
@@ -67,6 +66,7 @@ def errors_from_rank0() -> Iterator[None]:
         if not is_main_process():
             raise typer.Exit(2) from None
         raise
+
 
 @app.callback()
 def _root(

@@ -28,7 +28,6 @@ def unfold(y: torch.Tensor, shuffle: int, size: Sequence[int]) -> torch.Tensor:
     return y[..., : size[0], : size[1]]
 
 
-
 def split_lattices(x: torch.Tensor, stride: int) -> torch.Tensor:
     """[B, C, H, W] (H, W multiples of `stride`) -> [B·s², C, H/s, W/s]: the sub-lattices
     `x[..., r::s, c::s]`, image-major, lattice (r, c) in row-major order."""
