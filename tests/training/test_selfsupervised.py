@@ -21,7 +21,7 @@ from usdenoise.denoise import make_denoiser
 from usdenoise.io import write_image
 from usdenoise.noise import make_noise
 from usdenoise.noise.estimate import aggregate, estimate_speckle
-from usdenoise.noise.level import speckle_correlation_kernel
+from usdenoise.noise.level import recorrupt, speckle_correlation_kernel
 from usdenoise.training.config import SELF_SUPERVISED, TrainConfig, config_from_dict
 from usdenoise.training.loop import fit
 from usdenoise.training.state import STATE_FILE
@@ -34,7 +34,6 @@ from usdenoise.training.tasks.selfsupervised import (
     images_needed,
     measure_speckle,
     neighbour_subsample,
-    recorrupt,
     speckle_noise,
 )
 

@@ -101,6 +101,14 @@ def estimate_level(x: torch.Tensor, *, tile: int = TILE, quantile: float = QUANT
     return torch.where(enough, level, torch.zeros_like(level)).float()
 
 
+def recorrupt(y: torch.Tensor, n: torch.Tensor, alpha: float
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Recorrupted-to-Recorrupted pair (Pang et al., CVPR 2021): (y + α·n, y − n/α), the
+    input and target of the self-supervised `r2r` task and of the denoise task's `native`
+    share."""
+    return y + alpha * n, y - n / alpha
+
+
 def added_level(noisy_level: torch.Tensor, clean_level: torch.Tensor) -> torch.Tensor:
     """The level of speckle added to an image: sqrt(max(noisy² − clean², 0))."""
     return (noisy_level.square() - clean_level.square()).clamp(min=0).sqrt()

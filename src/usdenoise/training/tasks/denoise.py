@@ -24,6 +24,7 @@ from usdenoise.noise.level import (
     correlated_noise,
     estimate_level,
     level_map,
+    recorrupt,
 )
 from usdenoise.segmentation.pipeline import missing_masks
 from usdenoise.training.config import TrainConfig
@@ -164,8 +165,8 @@ class DenoiseTask:
                                  lateral=c.native_lateral, generator=generator,
                                  device=clean.device) * shown.view(-1, 1, 1, 1)
             noisy, target = noisy.clone(), clean.clone()
-            noisy[native] = (clean[native] + c.native_alpha * n).clamp(0, 1)
-            target[native] = clean[native] - n / c.native_alpha
+            recorrupted, target[native] = recorrupt(clean[native], n, c.native_alpha)
+            noisy[native] = recorrupted.clamp(0, 1)
             if self.level_input:
                 level = level.clone()
                 level[native] = estimate_level(noisy[native])

@@ -49,7 +49,7 @@ from usdenoise.models import build_network
 from usdenoise.models.space_to_depth import lattice_apply, split_lattices
 from usdenoise.noise import make_noise
 from usdenoise.noise.estimate import DatasetSpeckleEstimate, aggregate, estimate_speckle
-from usdenoise.noise.level import correlated_noise
+from usdenoise.noise.level import correlated_noise, recorrupt
 from usdenoise.training.config import TrainConfig
 from usdenoise.training.distributed import World
 
@@ -98,12 +98,6 @@ def speckle_noise(shape: tuple[int, ...], stats: SpeckleStats, *,
     speckle of the measured grain (`noise.level.correlated_noise`, "speckle")."""
     return correlated_noise(shape, axial=stats.axial_sigma, lateral=stats.lateral_sigma,
                             correlation="speckle", generator=generator) * stats.sigma
-
-
-def recorrupt(y: torch.Tensor, n: torch.Tensor, alpha: float
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """R2R pair: (y + α·n, y − n/α)."""
-    return y + alpha * n, y - n / alpha
 
 
 # ---------------------------------------------------------------------------------------------
