@@ -294,10 +294,17 @@ def _publish_owned(staging: Path, out_dir: Path, *, command: str, overwrite: boo
         target = out_dir / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging / rel, target)
-    listed = sorted(set(kept) | {str(rel) for rel in files})
+    write_marker(out_dir, command=command, files=[*kept, *(str(rel) for rel in files)],
+                 folders=folders)
+
+
+def write_marker(out_dir: Path, *, command: str, files: Iterable[str],
+                 folders: Iterable[str]) -> None:
+    """Write `out_dir`'s MARKER (atomically): the `command` that owns the folder and the
+    files (and folders) it wrote there, relative names, sorted and each listed once."""
     document = {"format": MARKER_FORMAT, "command": command, "pid": os.getpid(),
-                "published": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "folders": folders,
-                "files": listed}
+                "published": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "folders": sorted(set(folders)), "files": sorted(set(files))}
     write_text_atomic(out_dir / MARKER, json.dumps(document, indent=2) + "\n")
 
 

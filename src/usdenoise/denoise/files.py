@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
@@ -25,11 +24,11 @@ from usdenoise.core.distributed import (
 from usdenoise.core.errors import UsdenoiseError
 from usdenoise.core.files import (
     MARKER,
-    MARKER_FORMAT,
     clean_stale_temps,
     folder_lock,
     read_marker,
     safe_child,
+    write_marker,
     write_text_atomic,
 )
 from usdenoise.core.progress import make_progress
@@ -434,13 +433,10 @@ def _kept_files(out_dir: Path, marker: dict | None) -> list[str]:
 
 
 def _write_marker(out_dir: Path, names: list[str]) -> None:
-    """`.usdenoise-output.json` in the format `core.files.staged_dir` writes and reads."""
-    files = sorted(set(names))
-    folders = sorted({str(Path(n).parent) for n in files} - {"."})
-    document = {"format": MARKER_FORMAT, "command": "denoise", "pid": os.getpid(),
-                "published": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "folders": folders,
-                "files": files}
-    write_text_atomic(out_dir / MARKER, json.dumps(document, indent=2) + "\n")
+    """The folder's marker (`core.files.write_marker`, as `staged_dir` writes it) listing
+    `names` and their folders."""
+    write_marker(out_dir, command="denoise", files=names,
+                 folders={str(Path(n).parent) for n in names} - {"."})
 
 
 def _restore_marker(out_dir: Path, marker: dict | None, *, remove_root: bool) -> None:
