@@ -14,14 +14,13 @@ figures at a common speckle reduction (`match_reduction`) are interpolated on th
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import math
 import re
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,7 @@ from usdenoise.core.distributed import (
     together,
 )
 from usdenoise.core.errors import UsdenoiseError
-from usdenoise.core.files import atomic_write, input_folders, staged_dir
+from usdenoise.core.files import input_folders, staged_dir
 from usdenoise.core.progress import make_progress
 from usdenoise.data import load_dataset
 from usdenoise.data.splits import save_splits, split_dataset
@@ -56,9 +55,9 @@ from usdenoise.metrics.segmentation import image_metrics
 from usdenoise.noise.speckle import make_noise
 from usdenoise.reporting.figures import save_example_grid, save_tradeoff_curves
 from usdenoise.reporting.tables import (
-    csv_cell,
     escape_markdown,
     json_safe,
+    write_csv_rows,
     write_results,
     write_text_atomic,
 )
@@ -422,14 +421,6 @@ def curve_means(per_image: list[list[dict]], strengths: list[float]) -> list[dic
     return points
 
 
-def strength_curve(full: list[torch.Tensor], contexts: list[ScanContext], samples: list[dict],
-                   strengths: list[float], segmenter: FrozenSegmenter | None) -> list[dict]:
-    """Mean figures of α · full + (1 − α) · input for α = 0 and each strength."""
-    return curve_means([curve_values(y1, ctx, sample, strengths, segmenter)
-                        for y1, ctx, sample in zip(full, contexts, samples, strict=True)],
-                       strengths)
-
-
 def interpolate_at_reduction(curve: list[dict], target: float) -> dict[str, Any] | None:
     """The curve's figures where its speckle-index change first reaches `-target` (linear
     between neighbouring strengths); None if the method never reduces the index that far."""
@@ -773,23 +764,8 @@ def _write_merged(settings: EvaluationSettings, denoisers: list[tuple[MethodSpec
                       "## Image-quality figures\n\n" + sep + tables)
     every_row = (row for li in range(len(noises)) for mi in range(len(denoisers))
                  for row, _curve in _merged_lines(spill, li, mi, len(parts)))
-    _write_csv_rows(out_dir / "per_image.csv", columns, every_row)
+    write_csv_rows(out_dir / "per_image.csv", columns, every_row)
     return records
-
-
-def _csv_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "inf" if value > 0 else ("nan" if value != value else "-inf")
-    return "" if value is None else value
-
-
-def _write_csv_rows(path: Path, columns: list[str], rows: Iterable[dict]) -> None:
-    """The CSV `records_to_csv` makes of `rows`, written row by row (not built in memory)."""
-    with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow([csv_cell(k) for k in columns])
-        for row in rows:
-            writer.writerow([csv_cell(_csv_value(row.get(k))) for k in columns])
 
 
 def _check_settings(settings: EvaluationSettings) -> None:

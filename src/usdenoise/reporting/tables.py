@@ -14,11 +14,11 @@ import io
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from usdenoise.core.files import write_text_atomic
+from usdenoise.core.files import atomic_write, write_text_atomic
 
 # columns shown in tables, with the direction that counts as better
 HIGHER_IS_BETTER = {"psnr", "ssim", "ms_ssim", "enl", "cnr", "gcnr", "epi", "ssi_inverse"}
@@ -59,11 +59,22 @@ def records_to_csv(records: Sequence[dict[str, Any]]) -> str:
     for record in records:
         keys += [k for k in record if k not in keys and not isinstance(record[k], dict | list)]
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([csv_cell(k) for k in keys])
-    for record in records:
-        writer.writerow([csv_cell(_plain(record.get(k))) for k in keys])
+    _write_rows(buffer, keys, records)
     return buffer.getvalue()
+
+
+def write_csv_rows(path: Path, columns: list[str], rows: Iterable[dict[str, Any]]) -> None:
+    """The CSV `records_to_csv` makes of `rows` with these `columns`, written atomically row
+    by row (for many rows: nothing is built in memory)."""
+    with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        _write_rows(handle, columns, rows)
+
+
+def _write_rows(handle: IO[str], columns: list[str], rows: Iterable[dict[str, Any]]) -> None:
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow([csv_cell(k) for k in columns])
+    for row in rows:
+        writer.writerow([csv_cell(_plain(row.get(k))) for k in columns])
 
 
 def _plain(value: Any) -> Any:
