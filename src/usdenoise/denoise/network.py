@@ -25,7 +25,8 @@ from usdenoise.denoise.base import Denoiser
 from usdenoise.models.inference import prepare_for_inference, to_channels_last
 from usdenoise.models.space_to_depth import lattice_apply
 from usdenoise.models.tiling import denoise_tiled
-from usdenoise.noise.level import estimate_level, level_map
+from usdenoise.noise.adaptive_level import adaptive_level_map
+from usdenoise.noise.level import estimate_level
 
 DEFAULT_WEIGHTS = "default.safetensors"
 
@@ -37,6 +38,11 @@ _COMMON = (
     Param("device", "auto", "where the network runs", str, choices=("auto", "cpu", "cuda")),
     Param("level", None, "speckle level to remove, for level-conditioned networks "
           "(None: measured on each image)", float, low=0.0, allow_none=True),
+    Param("smooth", 0.0, "extra speckle removal in homogeneous tissue, sparing structures, "
+          "for level-conditioned networks: the level map rises to (1 + smooth) x the level "
+          "where the tissue is flat and falls to 1/(1 + smooth) x at edges (0: one level "
+          "for the whole image; 3 suits native speckle, see docs/default_model.md)", float,
+          low=0.0),
     STRENGTH,  # listed with the networks' own parameters; the base class applies it
 )
 
@@ -56,6 +62,7 @@ class _NetworkBase(Denoiser):
     overlap: int
     device: str
     level: float | None
+    smooth: float
 
     def check_config(self) -> None:
         if self.tile is not None and self.overlap >= self.tile:
@@ -67,15 +74,22 @@ class _NetworkBase(Denoiser):
     def _load(self, path: str | Path) -> None:
         net, self.sidecar = load_model(path, kind="denoiser", map_location=self.torch_device)
         self.net = prepare_for_inference(net)
+        if self.smooth and not cast(dict[str, Any], net.config).get("level_input"):
+            raise UsdenoiseError(f"{self.name}: smooth={self.smooth:g} needs a level-"
+                                 "conditioned network (model level_input = true); "
+                                 f"{path} takes no level map")
 
     def _level_input(self, x: torch.Tensor) -> torch.Tensor:
         """`[x, level map]` for a level-conditioned network; the level is clamped to the
-        range the network was trained on, with a warning."""
+        range the network was trained on, with a warning. With `smooth` the map varies
+        (`noise.adaptive_level`) and is clamped to that range per pixel, silently: the
+        user asked for more than the network knows only where the tissue is flat."""
         if self.level is None:
             level = estimate_level(x)
         else:
             level = torch.full((x.shape[0],), float(self.level))
         trained = (self.sidecar.get("meta", {}).get("level") or {}).get("range")
+        low = high = None
         if trained:
             low, high = float(trained[0]), float(trained[1])
             outside = (level < low) | (level > high)
@@ -84,7 +98,8 @@ class _NetworkBase(Denoiser):
                               f"outside the trained range [{low:.4g}, {high:.4g}]; clamped",
                               stacklevel=4)
                 level = level.clamp(low, high)
-        return torch.cat([x, level_map(level, x)], dim=1)
+        return torch.cat([x, adaptive_level_map(level, x, self.smooth, low=low, high=high)],
+                         dim=1)
 
     def _lattice(self) -> int:
         """Sub-lattice stride a network was trained at (self-supervised nb2nb), else 1."""
@@ -99,6 +114,7 @@ class _NetworkBase(Denoiser):
         # every package model keeps its constructor arguments in .config
         if cast(dict[str, Any], self.net.config).get("level_input"):
             x = self._level_input(x)
+
         lattice = self._lattice()
         try:
             y = lattice_apply(

@@ -55,7 +55,7 @@ def _gaussian_kernel(sigma: float, device: torch.device, dtype: torch.dtype) -> 
     return k / k.sum()
 
 
-def _blur(x: torch.Tensor, axial: float, lateral: float) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, axial: float, lateral: float) -> torch.Tensor:
     """Separable Gaussian blur of `x[B,1,H,W]` (reflect padding); sigma 0 skips an axis."""
     if axial > 0:
         k = _gaussian_kernel(axial, x.device, x.dtype)
@@ -79,7 +79,7 @@ def tile_statistics(x: torch.Tensor, tile: int = TILE
     x = x[..., :h, :w]
     mean = F.avg_pool2d(x, tile)
     std = (F.avg_pool2d(x * x, tile) - mean * mean).clamp(min=0).sqrt()
-    smooth = _blur(x, tile / 4, tile / 4)
+    smooth = gaussian_blur(x, tile / 4, tile / 4)
     gy, gx = torch.gradient(smooth, dim=(-2, -1))
     structure = F.avg_pool2d(torch.hypot(gx, gy), tile)
     lowest = -F.max_pool2d(-x, tile)
@@ -184,7 +184,7 @@ def correlated_noise(shape: tuple[int, ...], *, axial: float, lateral: float,
     if correlation == "speckle":
         return _shaped_by_spectrum(white, axial, lateral).to(device or where)
     white = white.to(device or where)
-    field = _blur(white, axial, lateral)
+    field = gaussian_blur(white, axial, lateral)
     gain = 1.0
     for sigma in (axial, lateral):
         if sigma > 0:  # the blur divides the variance by sum(k²) per axis
