@@ -8,7 +8,8 @@ The slow filters (`--slow`, default obnlm and bm3d, ~40 s per 800 x 540 image on
 run on the first `--slow-limit` images only.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/real_scans.py \\
-        --segmenter runs/seg-segnet128 --limit 10 --slow-limit 2
+        --segmenter runs/seg-segnet128 --limit 10 --slow-limit 2 \\
+        --variant default_s3=default:smooth=3
 
 Writes benchmarks/results/real_scans.json (the records and the command) and the evaluate
 folders under benchmarks/results/real_scans/ (results.md, curves.json, tradeoff/*.png);
@@ -61,6 +62,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--also", action="append", default=[], metavar="LABEL=CHECKPOINT",
                         help="another network beside --methods (e.g. diconvae=runs/dcae)")
+    parser.add_argument("--variant", action="append", default=[],
+                        metavar="LABEL=METHOD:KEY=VALUE[;KEY=VALUE]",
+                        help="a method at other settings beside --methods "
+                             "(e.g. default_s3=default:smooth=3)")
     parser.add_argument("--name", default="real_scans",
                         help="results go to benchmarks/results/NAME.json and NAME/")
     args = parser.parse_args()
@@ -70,6 +75,11 @@ def main() -> None:
     parts = {}
     also = [MethodSpec("network", {"checkpoint": path, "device": "cpu"}, label)
             for label, _, path in (item.partition("=") for item in args.also)]
+    for item in args.variant:
+        label, _, rest = item.partition("=")
+        method, _, settings = rest.partition(":")
+        params = dict(kv.split("=", 1) for kv in settings.split(";") if kv)
+        also.append(MethodSpec(method, params, label))
     for name, methods, limit in (("fast", args.methods, args.limit),
                                  ("slow", args.slow, args.slow_limit)):
         # --limit 0 is the whole test split; --slow-limit 0 skips the slow filters
