@@ -19,6 +19,17 @@ HC18 = "hc18:" + str(Path(__file__).resolve().parents[2] / "shared" / "data" / "
 RAYLEIGH_LEVELS = (0.10, 0.25, 0.50, 0.75)
 
 
+def variant_spec(item: str) -> Any:
+    """`LABEL=METHOD:KEY=VALUE[;KEY=VALUE]` (a --variant option) -> a labelled MethodSpec."""
+    from usdenoise.denoise.benchmark import MethodSpec
+
+    label, _, rest = item.partition("=")
+    method, _, settings = rest.partition(":")
+    if not label or not method:
+        raise SystemExit(f"--variant {item!r}: expected LABEL=METHOD:KEY=VALUE[;KEY=VALUE]")
+    return MethodSpec(method, dict(kv.split("=", 1) for kv in settings.split(";") if kv), label)
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on (the load average says how shared the CPU was)."""
     return {

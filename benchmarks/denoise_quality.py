@@ -42,6 +42,7 @@ from _common import (
     model_method,
     print_table,
     run_evaluation,
+    variant_spec,
     verdict,
     write_json,
     write_text,
@@ -182,6 +183,10 @@ def main() -> None:
     ap.add_argument("--also", action="append", default=[], metavar="LABEL=CHECKPOINT",
                     help="another network reported beside --model (e.g. diconvae=runs/dcae); "
                          "repeatable")
+    ap.add_argument("--variant", action="append", default=[],
+                    metavar="LABEL=METHOD:KEY=VALUE[;KEY=VALUE]",
+                    help="a method at other settings reported beside --model "
+                         "(e.g. default_s3=default:smooth=3); repeatable")
     ap.add_argument("--level-grid", default="",
                     help="comma list of speckle levels the model is also told (level=); the "
                          "best by PSNR is reported as the tuned model, like the best BM3D")
@@ -197,6 +202,7 @@ def main() -> None:
     grid = tuple(float(g) for g in args.level_grid.split(",") if g.strip())
     also = [MethodSpec("network", {"checkpoint": path, "device": "cpu"}, label)
             for label, _, path in (item.partition("=") for item in args.also)]
+    also += [variant_spec(item) for item in args.variant]
     result: dict = {"benchmark": "denoise_quality", "model": args.model, "data": args.data,
                     "limit": args.limit, "machine": machine(), "leak_check": None}
     md = [f"# Denoising quality: `--model {args.model}` vs BM3D (benchmarks/denoise_quality.py)",

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import HC18, RESULTS, machine, write_json
+from _common import HC18, RESULTS, machine, variant_spec, write_json
 
 from usdenoise.denoise.benchmark import EvaluationSettings, MethodSpec, evaluate, parse_methods
 
@@ -75,11 +75,7 @@ def main() -> None:
     parts = {}
     also = [MethodSpec("network", {"checkpoint": path, "device": "cpu"}, label)
             for label, _, path in (item.partition("=") for item in args.also)]
-    for item in args.variant:
-        label, _, rest = item.partition("=")
-        method, _, settings = rest.partition(":")
-        params = dict(kv.split("=", 1) for kv in settings.split(";") if kv)
-        also.append(MethodSpec(method, params, label))
+    also += [variant_spec(item) for item in args.variant]
     for name, methods, limit in (("fast", args.methods, args.limit),
                                  ("slow", args.slow, args.slow_limit)):
         # --limit 0 is the whole test split; --slow-limit 0 skips the slow filters

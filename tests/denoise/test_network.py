@@ -223,3 +223,23 @@ def test_default_with_smooth_removes_more_speckle_in_tissue_of_real_scans(hc18_r
         edges.append(nr.edge_ratio(outputs["smooth"], x, mask))
         assert outputs["smooth"].dtype == x.dtype and outputs["smooth"].shape == x.shape
     assert sum(edges) / len(edges) >= 0.9, edges
+
+
+def test_smooth_on_a_network_without_level_input_is_one_line_on_the_cli(
+        tiny_ckpt, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`denoise --model RUN --param smooth=2` with a DnCNN (no level map): exit 2, one line
+    naming the parameter and the checkpoint, and no output folder."""
+    from cli_helpers import run_cli
+
+    from usdenoise.io import write_image
+
+    path, _ = tiny_ckpt
+    write_image(tmp_path / "in" / "scan.png", torch.rand(1, 32, 32))
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "denoise", tmp_path / "in" / "scan.png", "--model", path,
+                           "--param", "smooth=2", "--out", out)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "smooth=2 needs a level-conditioned network" in lines[0], err
+    assert str(path) in lines[0]
+    assert not out.exists()
