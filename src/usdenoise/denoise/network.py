@@ -114,7 +114,6 @@ class _NetworkBase(Denoiser):
         # every package model keeps its constructor arguments in .config
         if cast(dict[str, Any], self.net.config).get("level_input"):
             x = self._level_input(x)
-
         lattice = self._lattice()
         try:
             y = lattice_apply(
