@@ -126,3 +126,62 @@ def test_noise_free_target_needs_an_image_formation_model() -> None:
         TrainConfig(data="phantom:4", target="blurred")
     with pytest.raises(UsdenoiseError, match="without native"):
         TrainConfig(data="phantom:4", noise="physics:0.1", target="noise_free", native=0.5)
+
+
+def _field_batch(level_field: float, native: float = 0.0, seed: int = 0):
+    config = TrainConfig(data="phantom:4", arch="unet", model={"level_input": True},
+                         noise="gaussian:0.01", level_field=level_field, native=native)
+    task = DenoiseTask(config)
+    clean = torch.full((4, 1, 96, 96), 0.5)
+    if native:  # recorruption needs speckle the image shows
+        clean = clean + 0.03 * torch.randn(4, 1, 96, 96, generator=torch.Generator().manual_seed(1))
+    x, target = task.batch({"image": clean}, torch.Generator().manual_seed(seed), _world())
+    return task, clean, x, target
+
+
+def test_level_field_scales_the_added_speckle_and_its_map_together() -> None:
+    """level_field = 1: every sample's map varies within [0.3, 3] x its level, and where the
+    map is high the added speckle is strong (block std against block map, Pearson > 0.9)."""
+    task, clean, x, _ = _field_batch(1.0)
+    residual, level = x[:, :1] - clean, x[:, 1:] / 10.0  # LEVEL_SCALE
+    blocks = torch.nn.functional.avg_pool2d
+    for i in range(4):
+        ratio = level[i] / level[i].median()
+        assert float(level[i].std()) > 0
+        assert float(ratio.max() / ratio.min()) <= 10.0 + 1e-4  # 3 / 0.3
+        std = blocks(residual[i:i + 1] ** 2, 12).sqrt().flatten()
+        mean_map = blocks(level[i:i + 1], 12).flatten()
+        assert float(torch.corrcoef(torch.stack([std, mean_map]))[0, 1]) > 0.9
+    low, high = task.checkpoint_meta()["level"]["range"]
+    assert low == pytest.approx(float(level.min())) and high == pytest.approx(float(level.max()))
+
+
+def test_level_field_zero_draws_nothing_more() -> None:
+    """Without level_field the batch is the one runs made before the key existed."""
+    config = TrainConfig(data="phantom:4", arch="unet", model={"level_input": True},
+                         noise="gaussian:0.01")
+    clean = torch.full((4, 1, 96, 96), 0.5)
+    before = DenoiseTask(config).batch({"image": clean}, torch.Generator().manual_seed(3),
+                                       _world())
+    _, _, x, target = _field_batch(0.0, seed=3)
+    assert torch.equal(before[0], x) and torch.equal(before[1], target)
+    assert bool((x[:, 1:].flatten(1).std(dim=1) == 0).all())  # constant maps
+
+
+def test_level_field_leaves_recorrupted_samples_a_constant_map() -> None:
+    _, clean, x, target = _field_batch(1.0, native=1.0)
+    assert bool((x[:, 1:].flatten(1).std(dim=1) == 0).all())
+    a_n, minus_n_over_a = x[:, :1] - clean, target - clean
+    ratio = (a_n * minus_n_over_a).sum() / (minus_n_over_a**2).sum()
+    assert float(ratio) == pytest.approx(-0.25, abs=0.02)
+
+
+@pytest.mark.parametrize(("settings", "match"), [
+    ({"level_field": 1.5, "model": {"level_input": True}}, "level_field must be in"),
+    ({"level_field": 0.5}, "level_field needs a level-conditioned network"),
+    ({"level_field": 0.5, "model": {"level_input": True}, "task": "segment", "arch": "segnet",
+      "loss": "dice+ce"}, "level_field is a setting of task 'denoise'"),
+])
+def test_level_field_is_checked(settings: dict, match: str) -> None:
+    with pytest.raises(UsdenoiseError, match=match):
+        TrainConfig(data="phantom:4", **settings)

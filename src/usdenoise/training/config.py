@@ -79,6 +79,10 @@ class TrainConfig:
     # denoise, level-conditioned networks: label training pairs with the level the noisy
     # input shows (what inference measures) instead of the level of the added speckle
     level_shown: bool = False
+    # denoise, level-conditioned networks: the share of supervised samples whose added
+    # speckle is scaled over the image by a smooth random field in [0.3, 3], the level map
+    # scaled with it, so the network learns maps that vary (what `--param smooth` feeds it)
+    level_field: float = 0.0
     # denoise: start from this denoiser checkpoint's weights (fine-tuning; "default" is the
     # shipped model); its architecture and model settings must equal this run's
     init: str | None = None
@@ -141,7 +145,12 @@ class TrainConfig:
             raise UsdenoiseError(f"{where}: native is a setting of task 'denoise'")
         if self.zoom is not None and not 0.1 <= self.zoom <= 1.0:
             raise UsdenoiseError(f"{where}: zoom must be in [0.1, 1], got {self.zoom}")
-        for key in ("zoom", "init", "level_shown"):
+        if not 0.0 <= self.level_field <= 1.0:
+            raise UsdenoiseError(f"{where}: level_field must be in [0, 1], got {self.level_field}")
+        if self.level_field and not self.model.get("level_input"):
+            raise UsdenoiseError(f"{where}: level_field needs a level-conditioned network "
+                                 "(model = {level_input = true})")
+        for key in ("zoom", "init", "level_shown", "level_field"):
             if getattr(self, key) not in (None, False) and self.task != "denoise":
                 raise UsdenoiseError(f"{where}: {key} is a setting of task 'denoise'")
         if self.target not in TARGETS:

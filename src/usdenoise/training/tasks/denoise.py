@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, cast
 
 import torch
@@ -29,6 +30,9 @@ from usdenoise.noise.level import (
 from usdenoise.segmentation.pipeline import missing_masks
 from usdenoise.training.config import TrainConfig
 from usdenoise.training.distributed import World
+
+#: `level_field`: the random field's range and grid cell (px)
+FIELD_LOW, FIELD_HIGH, FIELD_CELL = 0.3, 3.0, 24
 
 
 class DenoiseTask:
@@ -108,10 +112,31 @@ class DenoiseTask:
         return {"level": {"scale": LEVEL_SCALE, "tile": TILE, "range": self.levels_seen or None}}
 
     def _with_level(self, noisy: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        """`[noisy, level map]`; `level` is one value per image `[B]` or a map `[B,1,H,W]`."""
         low, high = float(level.min()), float(level.max())
         seen = self.levels_seen
         self.levels_seen = [min(low, seen[0]), max(high, seen[1])] if seen else [low, high]
-        return torch.cat([noisy, level_map(level, noisy)], dim=1)
+        if level.dim() == 1:
+            return torch.cat([noisy, level_map(level, noisy)], dim=1)
+        return torch.cat([noisy, level.to(noisy.dtype) * LEVEL_SCALE], dim=1)
+
+    def _vary_level(self, clean: torch.Tensor, noisy: torch.Tensor, level: torch.Tensor,
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """`level_field`: that share of the samples gets its added speckle scaled by a smooth
+        random field g in [FIELD_LOW, FIELD_HIGH] (log-uniform on a grid of FIELD_CELL px,
+        bilinear), `clean + g·(noisy − clean)`, and the level map `level·g`; the others keep
+        a constant map. Returns (noisy, level map `[B,1,H,W]`)."""
+        b, (h, w) = clean.shape[0], clean.shape[-2:]
+        draw = torch.rand(b, generator=generator, device=generator.device)
+        coarse = torch.rand((b, 1, max(2, h // FIELD_CELL), max(2, w // FIELD_CELL)),
+                            generator=generator, device=generator.device).to(clean.device)
+        span = math.log(FIELD_HIGH / FIELD_LOW)
+        field = F.interpolate(torch.exp(math.log(FIELD_LOW) + span * coarse), size=(h, w),
+                              mode="bilinear", align_corners=False)
+        vary = (draw < self.config.level_field).to(clean.device).view(-1, 1, 1, 1)
+        field = torch.where(vary, field, torch.ones_like(field))
+        noisy = (clean + field * (noisy - clean)).clamp(0, 1)
+        return noisy, level.to(clean.device, clean.dtype).view(-1, 1, 1, 1) * field
 
     def _zoom(self, clean: torch.Tensor, generator: torch.Generator
               ) -> tuple[torch.Tensor, bool]:
@@ -153,6 +178,8 @@ class DenoiseTask:
         target = self._target(clean)
         if self.level_input:
             level = self._level(noisy, clean)
+            if self.config.level_field > 0:  # drawn only then: runs without it reproduce
+                noisy, level = self._vary_level(clean, noisy, level, generator)
         if self.config.native > 0:  # drawn only then: seeded runs without it reproduce
             draw = torch.rand(clean.shape[0], generator=generator, device=generator.device)
             native = (draw < self.config.native).to(clean.device) & (not zoomed)
@@ -169,7 +196,9 @@ class DenoiseTask:
             noisy[native] = recorrupted.clamp(0, 1)
             if self.level_input:
                 level = level.clone()
-                level[native] = estimate_level(noisy[native])
+                shown_native = estimate_level(noisy[native])
+                level[native] = (shown_native if level.dim() == 1 else
+                                 shown_native.view(-1, 1, 1, 1).expand(-1, 1, *level.shape[-2:]))
         if self.level_input:
             noisy = self._with_level(noisy, level)
         return noisy, target
