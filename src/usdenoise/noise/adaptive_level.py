@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from usdenoise.noise.level import LEVEL_SCALE, gaussian_blur
+from usdenoise.noise.level import gaussian_blur, level_map
 
 #: Gaussian σ (px) of `flatness`: wider than the speckle grain of a scan (a few px)
 FLATNESS_SIGMA = 3.0
@@ -59,7 +59,7 @@ def flatness(x: torch.Tensor, *, sigma: float = FLATNESS_SIGMA,
 
 def adaptive_level_map(level: torch.Tensor, x: torch.Tensor, smooth: float, *,
                        low: float | None = None, high: float | None = None) -> torch.Tensor:
-    """`[B,1,H,W]` level maps (times `LEVEL_SCALE`, as `level_map`) for `x[B,1,H,W]`:
+    """`[B,1,H,W]` level maps (`level_map`: times its LEVEL_SCALE) for `x[B,1,H,W]`:
     `level[B]` scaled from `1/(1 + smooth)` at structures to `1 + smooth` in flat tissue,
     then clamped per pixel to [`low`, `high`] (the network's trained range) where given."""
     if smooth < 0:
@@ -72,4 +72,4 @@ def adaptive_level_map(level: torch.Tensor, x: torch.Tensor, smooth: float, *,
         per_pixel = level * (bottom + (top - bottom) * flatness(x))
     if low is not None or high is not None:
         per_pixel = per_pixel.clamp(low, high)
-    return per_pixel * LEVEL_SCALE
+    return level_map(per_pixel, x)

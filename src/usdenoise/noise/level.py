@@ -115,9 +115,12 @@ def added_level(noisy_level: torch.Tensor, clean_level: torch.Tensor) -> torch.T
 
 
 def level_map(level: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Constant `[B,1,H,W]` maps of `level * LEVEL_SCALE`, shaped and typed as `like`."""
-    value = level.to(like.device, like.dtype).view(-1, 1, 1, 1) * LEVEL_SCALE
-    return value.expand(like.shape[0], 1, *like.shape[-2:])
+    """`[B,1,H,W]` maps of `level * LEVEL_SCALE`, shaped and typed as `like`: constant for
+    one level per image (`level[B]`), or the given per-pixel levels (`level[B,1,H,W]`)."""
+    value = level.to(like.device, like.dtype)
+    if value.dim() == 1:
+        value = value.view(-1, 1, 1, 1)
+    return (value * LEVEL_SCALE).expand(like.shape[0], 1, *like.shape[-2:])
 
 
 def dilog(x: torch.Tensor) -> torch.Tensor:

@@ -111,21 +111,22 @@ class DenoiseTask:
             return {}
         return {"level": {"scale": LEVEL_SCALE, "tile": TILE, "range": self.levels_seen or None}}
 
-    def _with_level(self, noisy: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-        """`[noisy, level map]`; `level` is one value per image `[B]` or a map `[B,1,H,W]`."""
+    def _with_level(self, noisy: torch.Tensor, level: torch.Tensor,
+                    field: torch.Tensor | None = None) -> torch.Tensor:
+        """`[noisy, level map]`: `level[B]` per image, times `field[B,1,H,W]` if given."""
+        if field is not None:
+            level = level.to(field.device, field.dtype).view(-1, 1, 1, 1) * field
         low, high = float(level.min()), float(level.max())
         seen = self.levels_seen
         self.levels_seen = [min(low, seen[0]), max(high, seen[1])] if seen else [low, high]
-        if level.dim() == 1:
-            return torch.cat([noisy, level_map(level, noisy)], dim=1)
-        return torch.cat([noisy, level.to(noisy.dtype) * LEVEL_SCALE], dim=1)
+        return torch.cat([noisy, level_map(level, noisy)], dim=1)
 
-    def _vary_level(self, clean: torch.Tensor, noisy: torch.Tensor, level: torch.Tensor,
+    def _vary_level(self, clean: torch.Tensor, noisy: torch.Tensor,
                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """`level_field`: that share of the samples gets its added speckle scaled by a smooth
         random field g in [FIELD_LOW, FIELD_HIGH] (log-uniform on a grid of FIELD_CELL px,
-        bilinear), `clean + g·(noisy − clean)`, and the level map `level·g`; the others keep
-        a constant map. Returns (noisy, level map `[B,1,H,W]`)."""
+        bilinear), `clean + g·(noisy − clean)`, and its level map scaled by g; the others
+        get g = 1. Returns (noisy, g `[B,1,H,W]`)."""
         b, (h, w) = clean.shape[0], clean.shape[-2:]
         draw = torch.rand(b, generator=generator, device=generator.device)
         coarse = torch.rand((b, 1, max(2, h // FIELD_CELL), max(2, w // FIELD_CELL)),
@@ -135,8 +136,7 @@ class DenoiseTask:
                               mode="bilinear", align_corners=False)
         vary = (draw < self.config.level_field).to(clean.device).view(-1, 1, 1, 1)
         field = torch.where(vary, field, torch.ones_like(field))
-        noisy = (clean + field * (noisy - clean)).clamp(0, 1)
-        return noisy, level.to(clean.device, clean.dtype).view(-1, 1, 1, 1) * field
+        return (clean + field * (noisy - clean)).clamp(0, 1), field
 
     def _zoom(self, clean: torch.Tensor, generator: torch.Generator
               ) -> tuple[torch.Tensor, bool]:
@@ -176,10 +176,11 @@ class DenoiseTask:
         clean, zoomed = self._zoom(clean, generator)
         noisy = self.noise(clean, generator=generator)
         target = self._target(clean)
+        field = None
         if self.level_input:
             level = self._level(noisy, clean)
             if self.config.level_field > 0:  # drawn only then: runs without it reproduce
-                noisy, level = self._vary_level(clean, noisy, level, generator)
+                noisy, field = self._vary_level(clean, noisy, generator)
         if self.config.native > 0:  # drawn only then: seeded runs without it reproduce
             draw = torch.rand(clean.shape[0], generator=generator, device=generator.device)
             native = (draw < self.config.native).to(clean.device) & (not zoomed)
@@ -196,11 +197,12 @@ class DenoiseTask:
             noisy[native] = recorrupted.clamp(0, 1)
             if self.level_input:
                 level = level.clone()
-                shown_native = estimate_level(noisy[native])
-                level[native] = (shown_native if level.dim() == 1 else
-                                 shown_native.view(-1, 1, 1, 1).expand(-1, 1, *level.shape[-2:]))
+                level[native] = estimate_level(noisy[native])
+                if field is not None:  # recorrupted samples keep a constant map
+                    field = field.clone()
+                    field[native] = 1.0
         if self.level_input:
-            noisy = self._with_level(noisy, level)
+            noisy = self._with_level(noisy, level, field)
         return noisy, target
 
     def batch(
