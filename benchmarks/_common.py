@@ -19,6 +19,14 @@ HC18 = "hc18:" + str(Path(__file__).resolve().parents[2] / "shared" / "data" / "
 RAYLEIGH_LEVELS = (0.10, 0.25, 0.50, 0.75)
 
 
+def also_spec(item: str) -> Any:
+    """`LABEL=CHECKPOINT` (an --also option) -> that network on the CPU, labelled."""
+    from usdenoise.denoise.benchmark import MethodSpec
+
+    label, _, path = item.partition("=")
+    return MethodSpec("network", {"checkpoint": path, "device": "cpu"}, label)
+
+
 def variant_spec(item: str) -> Any:
     """`LABEL=METHOD:KEY=VALUE[;KEY=VALUE]` (a --variant option) -> a labelled MethodSpec."""
     from usdenoise.denoise.benchmark import MethodSpec

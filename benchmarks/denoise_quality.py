@@ -37,6 +37,7 @@ from _common import (
     HC18,
     RAYLEIGH_LEVELS,
     RESULTS,
+    also_spec,
     machine,
     markdown_table,
     model_method,
@@ -200,9 +201,7 @@ def main() -> None:
     parts = set(args.parts.split(","))
     model = model_method(args.model)
     grid = tuple(float(g) for g in args.level_grid.split(",") if g.strip())
-    also = [MethodSpec("network", {"checkpoint": path, "device": "cpu"}, label)
-            for label, _, path in (item.partition("=") for item in args.also)]
-    also += [variant_spec(item) for item in args.variant]
+    also = [*map(also_spec, args.also), *map(variant_spec, args.variant)]
     result: dict = {"benchmark": "denoise_quality", "model": args.model, "data": args.data,
                     "limit": args.limit, "machine": machine(), "leak_check": None}
     md = [f"# Denoising quality: `--model {args.model}` vs BM3D (benchmarks/denoise_quality.py)",

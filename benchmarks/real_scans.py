@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import HC18, RESULTS, machine, variant_spec, write_json
+from _common import HC18, RESULTS, also_spec, machine, variant_spec, write_json
 
 from usdenoise.denoise.benchmark import EvaluationSettings, MethodSpec, evaluate, parse_methods
 
@@ -73,9 +73,7 @@ def main() -> None:
     folder = RESULTS / args.name
     started = time.perf_counter()
     parts = {}
-    also = [MethodSpec("network", {"checkpoint": path, "device": "cpu"}, label)
-            for label, _, path in (item.partition("=") for item in args.also)]
-    also += [variant_spec(item) for item in args.variant]
+    also = [*map(also_spec, args.also), *map(variant_spec, args.variant)]
     for name, methods, limit in (("fast", args.methods, args.limit),
                                  ("slow", args.slow, args.slow_limit)):
         # --limit 0 is the whole test split; --slow-limit 0 skips the slow filters
