@@ -24,7 +24,6 @@ Prints a table and writes benchmarks/results/edge_metric_check.json.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 
 import numpy as np
@@ -36,6 +35,7 @@ from usdenoise.data import load_dataset
 from usdenoise.data.phantom import make_phantom
 from usdenoise.data.splits import split_dataset
 from usdenoise.metrics import noreference as nr
+from usdenoise.metrics.segmentation import nanmean
 from usdenoise.noise import make_noise
 
 LEVELS = ("physics:0.05", "physics:0.1", "physics:0.2")
@@ -55,8 +55,8 @@ def change(after: float | None, before: float | None) -> float | None:
 
 
 def mean(values: list[float | None]) -> float | None:
-    kept = [v for v in values if v is not None]
-    return round(statistics.fmean(kept), 4) if kept else None
+    value = nanmean(values)
+    return None if value is None else round(value, 4)
 
 
 def phantom_rows(seeds: int) -> list[dict]:
