@@ -5,6 +5,9 @@
 Both denoise in overlapping tiles (`tile`, `overlap`) so memory stays bounded, and
 `strength` blends the output with the input (1 = network output, 0 = input unchanged), as
 for every denoiser (`usdenoise.denoise.base.STRENGTH`).
+`smooth` varies a level-conditioned network's level map over the image
+(`usdenoise.noise.adaptive_level`); `passes` (any network) applies the network again where
+the tissue is flat, for more speckle removal there than the level map alone gives.
 """
 
 from __future__ import annotations
@@ -25,10 +28,15 @@ from usdenoise.denoise.base import Denoiser
 from usdenoise.models.inference import prepare_for_inference, to_channels_last
 from usdenoise.models.space_to_depth import lattice_apply
 from usdenoise.models.tiling import denoise_tiled
-from usdenoise.noise.adaptive_level import adaptive_level_map
+from usdenoise.noise.adaptive_level import adaptive_level_map, flatness
 from usdenoise.noise.level import estimate_level
 
 DEFAULT_WEIGHTS = "default.safetensors"
+#: most network passes a `passes` setting may ask for (each costs one full inference)
+MAX_PASSES = 8
+#: Gaussian σ (px) of the flatness that blends later passes in: wider than FLATNESS_SIGMA so
+#: the blend stays off the neighbourhood of an edge, where a second pass costs edge contrast
+PASSES_FLATNESS_SIGMA = 5.0
 
 _COMMON = (
     Param("tile", None, "tile side in pixels for tiled inference (none: the whole image "
@@ -43,6 +51,10 @@ _COMMON = (
           "where the tissue is flat and falls to 1/(1 + smooth) x at edges (0: one level "
           "for the whole image; 3 suits native speckle, see docs/default_model.md)", float,
           low=0.0),
+    Param("passes", 1, "times the network is applied in homogeneous tissue, each pass on the "
+          "previous output with the first pass's level; structures keep the first pass "
+          "(1: one pass everywhere; with smooth=3, 2-3 remove more speckle than the level "
+          "map can, see docs/default_model.md)", int, low=1, high=MAX_PASSES),
     STRENGTH,  # listed with the networks' own parameters; the base class applies it
 )
 
@@ -63,6 +75,7 @@ class _NetworkBase(Denoiser):
     device: str
     level: float | None
     smooth: float
+    passes: int
 
     def check_config(self) -> None:
         if self.tile is not None and self.overlap >= self.tile:
@@ -79,25 +92,32 @@ class _NetworkBase(Denoiser):
                                  "conditioned network (model level_input = true); "
                                  f"{path} takes no level map")
 
-    def _level_input(self, x: torch.Tensor) -> torch.Tensor:
-        """`[x, level map]` for a level-conditioned network; the level is clamped to the
-        range the network was trained on, with a warning. With `smooth` the map varies
-        (`noise.adaptive_level`) and is clamped to that range per pixel, silently: the
-        user asked for more than the network knows only where the tissue is flat."""
+    def _trained_range(self) -> tuple[float | None, float | None]:
+        trained = (self.sidecar.get("meta", {}).get("level") or {}).get("range")
+        return (float(trained[0]), float(trained[1])) if trained else (None, None)
+
+    def _level(self, x: torch.Tensor) -> torch.Tensor:
+        """`[B]` speckle levels: `level` or measured on `x`, clamped to the range the network
+        was trained on, with a warning."""
         if self.level is None:
             level = estimate_level(x)
         else:
             level = torch.full((x.shape[0],), float(self.level))
-        trained = (self.sidecar.get("meta", {}).get("level") or {}).get("range")
-        low = high = None
-        if trained:
-            low, high = float(trained[0]), float(trained[1])
+        low, high = self._trained_range()
+        if low is not None and high is not None:
             outside = (level < low) | (level > high)
             if bool(outside.any()):
                 warnings.warn(f"{self.name}: speckle level {float(level[outside][0]):.4g} is "
                               f"outside the trained range [{low:.4g}, {high:.4g}]; clamped",
                               stacklevel=4)
                 level = level.clamp(low, high)
+        return level
+
+    def _level_input(self, x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        """`[x, level map]` for a level-conditioned network. With `smooth` the map varies
+        (`noise.adaptive_level`) and is clamped to the trained range per pixel, silently:
+        the user asked for more than the network knows only where the tissue is flat."""
+        low, high = self._trained_range()
         return torch.cat([x, adaptive_level_map(level, x, self.smooth, low=low, high=high)],
                          dim=1)
 
@@ -112,8 +132,23 @@ class _NetworkBase(Denoiser):
 
     def _denoise(self, x: torch.Tensor) -> torch.Tensor:
         # every package model keeps its constructor arguments in .config
-        if cast(dict[str, Any], self.net.config).get("level_input"):
-            x = self._level_input(x)
+        conditioned = bool(cast(dict[str, Any], self.net.config).get("level_input"))
+        level = self._level(x) if conditioned else None
+        first = self._pass(x, level)
+        if self.passes == 1:
+            return first
+        # later passes see a cleaner image than the first but keep its level, so each removes
+        # more of what is left; they count only where the tissue is flat
+        later = first
+        for _ in range(self.passes - 1):
+            later = self._pass(later.clamp(0.0, 1.0), level)
+        weight = flatness(first, sigma=PASSES_FLATNESS_SIGMA)
+        return weight * later + (1.0 - weight) * first
+
+    def _pass(self, x: torch.Tensor, level: torch.Tensor | None) -> torch.Tensor:
+        """One application of the network to `x` (with its level map when `level` is set)."""
+        if level is not None:
+            x = self._level_input(x, level)
         lattice = self._lattice()
         try:
             y = lattice_apply(
