@@ -18,7 +18,9 @@ All runs: the same network (`--arch`, `--preset`), `--epochs`, `--limit` (batche
 epoch), `--batch-size 16`, `--crop 96`, seed 0, CPU. The test split (the same 30 ids for
 both data specs: ids and subjects agree) is denoised whole (128 x 128) through
 `make_denoiser("network", checkpoint=...)` and scored against clean/ and against B(clean)
-(`Physics.noise_free`). Prints a table and writes benchmarks/results/<--work's name>.json.
+(`Physics.noise_free`). A yardstick row: the `gaussian` filter at the best σ of
+BLUR_SIGMAS on those test images. Prints a table and writes
+benchmarks/results/<--work's name>.json.
 
 Why both: the physics speckle's mean is not the clean image but B(x), the image blurred by
 the PSF (E[y | x] = B(x) to 42 dB here). A self-supervised loss only sees noisy images, so
@@ -36,6 +38,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -48,6 +51,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS, machine, write_json  # noqa: E402
 
 NOISE = "physics:0.1"
+#: Gaussian blur widths (px) of the baseline row
+BLUR_SIGMAS = (1.0, 1.5, 2.0, 2.5, 3.0)
 DATA = "phantom:200"
 SIZE = 128
 
@@ -66,7 +71,19 @@ def test_ids(run: Path) -> list[str]:
 
 
 def score(checkpoint: Path, sim: Path, ids: list[str]) -> dict[str, float]:
-    net = make_denoiser("network", checkpoint=str(checkpoint), device="cpu")
+    return score_denoiser(make_denoiser("network", checkpoint=str(checkpoint), device="cpu"),
+                          sim, ids)
+
+
+def best_gaussian(sim: Path, ids: list[str]) -> dict[str, float]:
+    """The `gaussian` filter at the σ of BLUR_SIGMAS that scores best against B(x) on these
+    very test images (tuned on them: this favours the blur)."""
+    scored = [{"sigma": sigma, **score_denoiser(make_denoiser("gaussian", sigma=sigma), sim, ids)}
+              for sigma in BLUR_SIGMAS]
+    return max(scored, key=lambda entry: entry["psnr_noise_free"])
+
+
+def score_denoiser(net: Any, sim: Path, ids: list[str]) -> dict[str, float]:
     physics = make_noise(NOISE)
     values: dict[str, list[float]] = {"psnr": [], "ssim": [], "input_psnr": [],
                                       "psnr_noise_free": [], "ssim_noise_free": [],
@@ -149,6 +166,11 @@ def main() -> None:
         meta = json.loads((entry["run"] / "model_best.json").read_text())
         entry["speckle_estimate"] = meta.get("meta", meta).get("self_supervised")
         entry["run"] = str(entry["run"])
+    # a yardstick, not a contender: on these smooth phantoms a plain blur scores well
+    blur = best_gaussian(sim, ids)
+    runs[f"gaussian blur σ={blur['sigma']:g} px"] = {
+        "run": None, "seconds": 0.0, "command": f"make_denoiser('gaussian', sigma="
+        f"{blur['sigma']:g}), the best of σ = {BLUR_SIGMAS} px on the test images", **blur}
     base = runs["supervised"]["psnr"]
     base_nf = runs["supervised_noise_free"]["psnr_noise_free"]
     first = runs["supervised"]
