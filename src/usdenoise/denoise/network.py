@@ -29,7 +29,7 @@ from usdenoise.models.inference import prepare_for_inference, to_channels_last
 from usdenoise.models.space_to_depth import lattice_apply
 from usdenoise.models.tiling import denoise_tiled
 from usdenoise.noise.adaptive_level import adaptive_level_map, flatness
-from usdenoise.noise.level import estimate_level
+from usdenoise.noise.level import estimate_level, gaussian_blur
 
 DEFAULT_WEIGHTS = "default.safetensors"
 #: most network passes a `passes` setting may ask for (each costs one full inference)
@@ -55,8 +55,23 @@ _COMMON = (
           "previous output with the first pass's level; structures keep the first pass "
           "(1: one pass everywhere; with smooth=3, 2-3 remove more speckle than the level "
           "map can, see docs/default_model.md)", int, low=1, high=MAX_PASSES),
+    Param("keep_mean", 0.0, "restore the input's local mean brightness after denoising: the "
+          "output plus the residual blurred by a Gaussian of this many px (0: off; 16 for "
+          "native scans with smooth and passes, which darken flat tissue slightly, see "
+          "docs/default_model.md)", float, low=0.0),
     STRENGTH,  # listed with the networks' own parameters; the base class applies it
 )
+
+
+def restore_local_mean(y: torch.Tensor, x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """`y + G_σ(x − y)`: the output `y` with the input `x`'s local mean, i.e. the residual's
+    low frequencies given back. Speckle lives at the grain's scale and stays removed; a slow
+    brightness shift (a denoiser that darkens flat tissue) does not. σ is capped so the
+    reflect padding fits the image."""
+    sigma = min(float(sigma), (min(x.shape[-2:]) - 1) / 3.0)
+    if sigma <= 0:
+        return x.clone()
+    return y + gaussian_blur(x - y, sigma, sigma)
 
 
 def _pick_device(name: str, owner: str) -> torch.device:
@@ -76,6 +91,7 @@ class _NetworkBase(Denoiser):
     level: float | None
     smooth: float
     passes: int
+    keep_mean: float
 
     def check_config(self) -> None:
         if self.tile is not None and self.overlap >= self.tile:
@@ -134,16 +150,19 @@ class _NetworkBase(Denoiser):
         # every package model keeps its constructor arguments in .config
         conditioned = bool(cast(dict[str, Any], self.net.config).get("level_input"))
         level = self._level(x) if conditioned else None
-        first = self._pass(x, level)
-        if self.passes == 1:
-            return first
-        # later passes see a cleaner image than the first but keep its level, so each removes
-        # more of what is left; they count only where the tissue is flat
-        later = first
-        for _ in range(self.passes - 1):
-            later = self._pass(later.clamp(0.0, 1.0), level)
-        weight = flatness(first, sigma=PASSES_FLATNESS_SIGMA)
-        return weight * later + (1.0 - weight) * first
+        y = first = self._pass(x, level)
+        if self.passes > 1:
+            # later passes see a cleaner image than the first but keep its level, so each
+            # removes more of what is left; they count only where the tissue is flat
+            later = first
+            for _ in range(self.passes - 1):
+                later = self._pass(later.clamp(0.0, 1.0), level)
+            weight = flatness(first, sigma=PASSES_FLATNESS_SIGMA)
+            y = weight * later + (1.0 - weight) * first
+        if self.keep_mean > 0:
+            # clamped first: what the network puts below black must not lift the mean back
+            y = restore_local_mean(y.clamp(0.0, 1.0), x, self.keep_mean)
+        return y
 
     def _pass(self, x: torch.Tensor, level: torch.Tensor | None) -> torch.Tensor:
         """One application of the network to `x` (with its level map when `level` is set)."""
