@@ -3,11 +3,15 @@ frame with 2 threads. Medians of repeated calls on this machine; prints them and
 benchmarks/results/default_speed.json (with the load average: BM3D slows more than the
 network under load, so compare ratios from one run).
 
-    python benchmarks/default_speed.py
+    python benchmarks/default_speed.py [--variant LABEL=METHOD:KEY=VALUE[;KEY=VALUE]]
+
+`--variant` (repeatable) times another setting on the same 800 x 540 frame, e.g.
+`native=default:smooth=3;passes=2;keep_mean=16`.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import sys
@@ -18,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, machine, write_json  # noqa: E402
+from _common import RESULTS, machine, variant_spec, write_json  # noqa: E402
 
 from usdenoise.data import load_dataset  # noqa: E402
 from usdenoise.denoise import make_denoiser  # noqa: E402
@@ -34,6 +38,11 @@ def median_seconds(call: Callable[[], object], repeats: int) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variant", action="append", default=[],
+                        metavar="LABEL=METHOD:KEY=VALUE[;KEY=VALUE]",
+                        help="another setting timed on the 800 x 540 frame")
+    args = parser.parse_args()
     torch.set_num_threads(1)
     image = load_dataset("phantom:2", size=256)[0]["image"][None].float()
     default, bm3d = make_denoiser("default", device="cpu"), make_denoiser("bm3d")
@@ -47,12 +56,21 @@ def main() -> None:
     default.denoise(frame)  # warm-up
     t_frame = median_seconds(lambda: default.denoise(frame), 7)
     print(f"800 x 540 with 2 threads: {t_frame * 1000:.0f} ms ({1 / t_frame:.1f} frames/s)")
+    variants = {}
+    for spec in map(variant_spec, args.variant):
+        denoiser = spec.build()
+        denoiser.denoise(frame)  # warm-up
+        seconds = median_seconds(lambda d=denoiser: d.denoise(frame), 7)
+        variants[spec.label] = {"method": spec.name, "params": spec.params, "seconds": seconds,
+                                "frames_per_second": 1 / seconds}
+        print(f"  {spec.label}: {seconds * 1000:.0f} ms ({1 / seconds:.1f} frames/s)")
     write_json(RESULTS / "default_speed.json", {
-        "command": "python benchmarks/default_speed.py", "machine": machine(),
+        "command": " ".join(["python", "benchmarks/default_speed.py", *sys.argv[1:]]),
+        "machine": machine(),
         "image_256": {"threads": 1, "default_s": t_default, "bm3d_s": t_bm3d,
                       "fraction_of_bm3d": t_default / t_bm3d, "target": "<= 1/50"},
         "frame_800x540": {"threads": 2, "seconds": t_frame, "frames_per_second": 1 / t_frame,
-                          "target": "<= 0.100 s"}})
+                          "target": "<= 0.100 s", "variants": variants}})
     print(f"wrote {RESULTS / 'default_speed.json'}")
 
 
