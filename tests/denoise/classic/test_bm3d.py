@@ -52,9 +52,13 @@ def test_plain_route_is_the_package_call() -> None:
     import bm3d
 
     ref = np.clip(bm3d.bm3d(y.astype(np.float32).astype(np.float64), 0.05), 0, 1)
-    # two calls of bm3d.bm3d on the same array differ by up to ~1.3e-4 here (measured;
-    # the package is not bit-reproducible), so the tolerance is 5e-4
-    np.testing.assert_allclose(out[0, 0].numpy(), ref, atol=5e-4)
+    # the package is not bit-reproducible: over 30 calls on this array, one call against
+    # another differed by up to 5.7e-4 at single pixels, 2e-6 on average (measured). So the
+    # test bounds the mean difference tightly and the largest one loosely; a different
+    # route, or sigma 0.06 instead of 0.05, moves the mean by ~8.5e-3 (measured)
+    diff = np.abs(out[0, 0].numpy() - ref)
+    assert diff.mean() <= 2e-5, diff.mean()
+    assert diff.max() <= 3e-3, diff.max()
 
 
 @needs_bm3d
