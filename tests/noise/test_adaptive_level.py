@@ -38,6 +38,18 @@ def test_flatness_normalises_each_image_by_itself() -> None:
     assert torch.allclose(both[1:], flatness(b), atol=1e-6)
 
 
+def test_a_dark_image_is_normalised_by_its_median_over_every_pixel() -> None:
+    """An image wholly below CONTENT_FLOOR (no imaged content) falls back to the median over
+    all its pixels, also beside a bright image in the same batch: the same flatness as that
+    image scaled into the content range, where its pixels count."""
+    dark = speckled(step=True) * 0.02  # 0.008-0.017: below the floor everywhere
+    both = flatness(torch.cat([dark, speckled(seed=1)]))
+    assert bool(torch.isfinite(both).all())
+    torch.testing.assert_close(both[:1], flatness(dark * 50.0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(both[1:], flatness(speckled(seed=1)), atol=1e-5, rtol=0)
+    assert float(both[0, 0, :, 46:50].mean()) < 0.15  # the step is still the structure
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 4, 4), (1, 1, 1, 9), (2, 1, 7, 3)])
 def test_flatness_of_tiny_images(shape: tuple[int, ...]) -> None:
     w = flatness(torch.rand(shape))
