@@ -591,11 +591,39 @@ def _cli_warnings(debug: bool) -> Iterator[None]:
         warnings.formatwarning = formatted
 
 
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM (`kill`, a batch scheduler's stop) ends the command as a failure does, exit 143:
+    the staged output, the folder lock and the temporary folders are removed on the way out,
+    where the signal's default action would leave them behind. Not under torchrun: its agent
+    stops the siblings of a failed process with SIGTERM, and a sibling that unwound would
+    wait at its next collective for a peer that is gone."""
+    import os
+    import signal
+    import threading
+
+    if (threading.current_thread() is not threading.main_thread()
+            or os.environ.get("WORLD_SIZE", "1") != "1"):
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        print("usdenoise: stopped by SIGTERM; nothing more is written", file=sys.stderr)
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point. Exit codes: 0 done; 2 bad input or usage, one line on stderr (every input
-    failing included); 1 internal error, one line (the traceback with `usdenoise --debug`)."""
+    failing included); 1 internal error, one line (the traceback with `usdenoise --debug`);
+    143 stopped by SIGTERM, with what a failure leaves: nothing staged or half-written."""
     args = sys.argv[1:] if argv is None else list(argv)
-    with _cli_warnings("--debug" in args):
+    with _cli_warnings("--debug" in args), _sigterm_unwinds():
         _main(args)
 
 
