@@ -607,7 +607,13 @@ def _sigterm_unwinds() -> Iterator[None]:
         yield
         return
 
+    owner = os.getpid()
+
     def stop(signum: int, frame: object) -> None:
+        if os.getpid() != owner:  # a forked data-loading worker: end it as before, silently
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         print("usdenoise: stopped by SIGTERM; nothing more is written", file=sys.stderr)
         raise SystemExit(128 + signum)
 
