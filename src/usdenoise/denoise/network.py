@@ -29,7 +29,7 @@ from usdenoise.models.inference import prepare_for_inference, to_channels_last
 from usdenoise.models.space_to_depth import lattice_apply
 from usdenoise.models.tiling import denoise_tiled
 from usdenoise.noise.adaptive_level import adaptive_level_map, flatness
-from usdenoise.noise.level import estimate_level, gaussian_blur
+from usdenoise.noise.level import estimate_level, fitting_sigma, gaussian_blur
 
 DEFAULT_WEIGHTS = "default.safetensors"
 #: most network passes a `passes` setting may ask for (each costs one full inference)
@@ -67,10 +67,8 @@ def restore_local_mean(y: torch.Tensor, x: torch.Tensor, sigma: float) -> torch.
     """`y + G_σ(x − y)`: the output `y` with the input `x`'s local mean, i.e. the residual's
     low frequencies given back. Speckle lives at the grain's scale and stays removed; a slow
     brightness shift (a denoiser that darkens flat tissue) does not. σ is capped so the
-    reflect padding fits the image."""
-    sigma = min(float(sigma), (min(x.shape[-2:]) - 1) / 3.0)
-    if sigma <= 0:
-        return x.clone()
+    reflect padding fits the image (`fitting_sigma`)."""
+    sigma = fitting_sigma(sigma, x)
     return y + gaussian_blur(x - y, sigma, sigma)
 
 

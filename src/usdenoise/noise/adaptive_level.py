@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from usdenoise.noise.level import gaussian_blur, level_map
+from usdenoise.noise.level import fitting_sigma, gaussian_blur, level_map
 
 #: Gaussian σ (px) of `flatness`: wider than the speckle grain of a scan (a few px)
 FLATNESS_SIGMA = 3.0
@@ -43,8 +43,7 @@ def flatness(x: torch.Tensor, *, sigma: float = FLATNESS_SIGMA,
     Each image is normalised by its own median gradient."""
     if x.shape[-2] < 2 or x.shape[-1] < 2:
         return torch.ones_like(x)
-    # reflect padding needs a kernel radius (3σ) below the image side
-    sigma = min(sigma, (min(x.shape[-2:]) - 1) / 3.0)
+    sigma = fitting_sigma(sigma, x)
     smooth = gaussian_blur(x, sigma, sigma)
     grad = _gradient_magnitude(smooth)
     content = smooth > CONTENT_FLOOR

@@ -55,6 +55,12 @@ def _gaussian_kernel(sigma: float, device: torch.device, dtype: torch.dtype) -> 
     return k / k.sum()
 
 
+def fitting_sigma(sigma: float, x: torch.Tensor) -> float:
+    """`sigma` capped so `gaussian_blur`'s reflect padding (a 3σ kernel radius) fits the
+    smaller side of `x`; 0 (no blur) for a side of one pixel."""
+    return min(float(sigma), (min(x.shape[-2:]) - 1) / 3.0)
+
+
 def gaussian_blur(x: torch.Tensor, axial: float, lateral: float) -> torch.Tensor:
     """Separable Gaussian blur of `x[B,1,H,W]` (reflect padding); sigma 0 skips an axis."""
     if axial > 0:
