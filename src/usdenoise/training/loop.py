@@ -326,8 +326,8 @@ def _validate(net, forward, task, loss_fn, loader, config, world) -> dict[str, f
         # a task whose network runs differently at inference says how (nb2nb: sub-lattices)
         output = (task.predict(forward, x) if hasattr(task, "predict") else forward(x)).float()
         extra = task.loss_inputs(batch, world.device)
-        loss = (task.loss_fn(forward, x, target) if hasattr(task, "loss_fn")
-                else loss_fn(output, target, **extra))
+        loss = (task.validation_loss_fn(forward, x, target)
+                if hasattr(task, "validation_loss_fn") else loss_fn(output, target, **extra))
         sums["val_loss"] += loss.item() * x.shape[0]
         for name, values in task.measure(output, target).items():
             sums[f"val_{name}"] = sums.get(f"val_{name}", 0.0) + values.double().sum().item()

@@ -6,7 +6,8 @@ returns, reported as val_<name>), `checkpoint_kind`, and the methods `build_mode
 `build_loss`, `prepare_dataset`, `loss_inputs`, `checkpoint_meta`, `batch`,
 `validation_batch` and `measure` (see `DenoiseTask`). A task whose loss is not
 `loss(net(input), target)` (the self-supervised ones apply the network to more than one
-input) also has `loss_fn(forward, input, target)`, which the loop then calls instead.
+input) also has `loss_fn(forward, input, target)`, which the loop then calls instead, and
+`validation_loss_fn` of the same signature for the validation loss that picks the best epoch.
 """
 
 from usdenoise.training.tasks.denoise import DenoiseTask

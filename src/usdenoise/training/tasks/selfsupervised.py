@@ -26,8 +26,9 @@ correlated over the PSF and of one level:
 
 `batch` returns the noisy crop as input and a dict as target (the draws: `noise` for r2r,
 `choice` for nb2nb; `clean` when known); the loop calls this task's `loss_fn(forward, x,
-target)` instead of `loss(net(x), target)`. Validation: the same loss with draws fixed per
-image, plus PSNR/SSIM of `f(y)` against the clean image when there is one.
+target)` instead of `loss(net(x), target)`. Validation: `validation_loss_fn` with draws
+fixed per image (r2r: the loss; nb2nb: its reconstruction term, see there), plus PSNR/SSIM of
+`f(y)` against the clean image when there is one.
 """
 
 from __future__ import annotations
@@ -314,6 +315,19 @@ class SelfSupervisedTask:
         f1, f2 = neighbour_subsample(full, target["choice"], stride)
         diff = out - g2
         return F.mse_loss(out, g2) + self.config.ss_gamma * (diff - (f1 - f2)).square().mean()
+
+    def validation_loss_fn(self, forward: Any, x: torch.Tensor,
+                           target: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What picks the best epoch. r2r: its loss. nb2nb: the reconstruction term
+        ‖f(g1) − g2‖² alone. With g2's noise independent of g1 its expectation is the error of
+        f(g1) against g2's noise-free value plus a constant, so it falls as the network
+        denoises. The regulariser does not: for a perfect denoiser it is γσ², for the
+        identity 0, so the whole loss ranks a near-identity network first (measured: best
+        epoch 4 of 30, 21.95 dB against B(x); the last epoch 24.32 dB)."""
+        if self.method == "r2r":
+            return self.loss_fn(forward, x, target)
+        g1, g2 = neighbour_subsample(x, target["choice"], self.config.ss_stride)
+        return F.mse_loss(forward(g1).float(), g2)
 
     def predict(self, forward: Any, x: torch.Tensor) -> torch.Tensor:
         """The denoised image as inference makes it: nb2nb's network learnt on sub-lattices
