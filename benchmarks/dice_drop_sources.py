@@ -11,10 +11,15 @@ not a target):
   `--band` px around the outline, everything but the band), on the first `--limit` test
   scans; the Dice drop and the speckle-index change of each composite. The true mask is
   used only to locate the effect; no denoiser sees it.
+* `--lowres LABEL=METHOD:...` (repeatable): what the segmenter sees of each denoiser's change.
+  The input and the output are resized to the segmenter's input size as it resizes them
+  (area), and the script reports the RMS difference there and at full size, over the scan
+  sector, on the first `--limit` test scans.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/dice_drop_sources.py \\
         --from benchmarks/results/real_scans_all_passes/fast \\
-        --regions "s3p3=default:smooth=3;passes=3" --limit 40 --band 12
+        --regions "s3p3=default:smooth=3;passes=3" --limit 40 --band 12 \\
+        --lowres "s3p2km16=default:smooth=3;passes=2;keep_mean=16" --lowres srad=srad:
 
 Prints the tables and writes benchmarks/results/dice_drop_sources.json.
 """
@@ -36,6 +41,7 @@ from _common import HC18, RESULTS, machine, variant_spec, write_json  # noqa: E4
 
 from usdenoise.data import load_dataset  # noqa: E402
 from usdenoise.data.splits import split_dataset  # noqa: E402
+from usdenoise.data.transforms import resize_image  # noqa: E402
 from usdenoise.denoise.benchmark import FrozenSegmenter  # noqa: E402
 from usdenoise.metrics import noreference as nr  # noqa: E402
 from usdenoise.metrics.geometry import head_classes  # noqa: E402
@@ -102,13 +108,39 @@ def regions(spec_text: str, limit: int, band_px: float, segmenter_run: str, data
                    "scans": len(drops[name])} for name in REGIONS}
 
 
+def lowres(specs: list[str], limit: int, segmenter_run: str, data: str) -> dict[str, dict]:
+    """RMS of output − input over the scan sector, at the segmenter's input size and at full
+    size, averaged over the first `limit` test scans."""
+    size = FrozenSegmenter(segmenter_run, device="cpu").size
+    dataset = load_dataset(data, size=None)
+    denoisers = {spec.label: spec.build() for spec in map(variant_spec, specs)}
+    rms: dict[str, dict[str, list[float]]] = {k: {"small": [], "full": []} for k in denoisers}
+    for index in list(split_dataset(dataset, seed=0)["test"])[:limit]:
+        x = dataset[index]["image"][None].float()
+        sector = torch.from_numpy(nr.scan_sector(x))
+        small_x = resize_image(x[0], size)
+        small_sector = resize_image(sector[None].float(), size)[0] > 0.5
+        for label, denoiser in denoisers.items():
+            y = denoiser.denoise(x)
+            diff_small = (resize_image(y[0], size) - small_x)[0][small_sector]
+            rms[label]["small"].append(float(diff_small.square().mean().sqrt()))
+            rms[label]["full"].append(float((y - x)[0, 0][sector].square().mean().sqrt()))
+    return {label: {"rms_at_segmenter_size": statistics.mean(v["small"]),
+                    "rms_full_size": statistics.mean(v["full"]), "scans": len(v["full"]),
+                    "segmenter_size": size} for label, v in rms.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--from", dest="folder", type=Path, help="evaluate folder")
     parser.add_argument("--fragile", type=float, default=0.9,
                         help="input Dice below which a scan counts as fragile")
     parser.add_argument("--regions", help="LABEL=METHOD:KEY=VALUE[;KEY=VALUE]")
-    parser.add_argument("--limit", type=int, default=40, help="test scans for --regions")
+    parser.add_argument("--lowres", action="append", default=[],
+                        metavar="LABEL=METHOD:KEY=VALUE[;KEY=VALUE]",
+                        help="RMS change at the segmenter's input size (repeatable)")
+    parser.add_argument("--limit", type=int, default=40,
+                        help="test scans for --regions and --lowres")
     parser.add_argument("--band", type=float, default=12.0, help="px either side of outline")
     parser.add_argument("--segmenter", default="runs/seg-snapshot")
     parser.add_argument("--data", default=HC18)
@@ -134,6 +166,12 @@ def main() -> None:
         print(f"{'region':<14} {'Dice drop':>9} {'speckle index':>13}")
         for name, row in table.items():
             print(f"{name:<14} {row['dice_drop']:9.4f} {row['speckle_index_change']:+13.1%}")
+    if args.lowres:
+        table = result["lowres"] = lowres(args.lowres, args.limit, args.segmenter, args.data)
+        print(f"\nRMS change over the scan sector ({args.limit} scans)")
+        print(f"{'method':<16} {'at segmenter size':>17} {'full size':>9}")
+        for label, row in table.items():
+            print(f"{label:<16} {row['rms_at_segmenter_size']:17.4f} {row['rms_full_size']:9.4f}")
     write_json(RESULTS / "dice_drop_sources.json", result)
 
 
