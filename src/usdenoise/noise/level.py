@@ -78,9 +78,10 @@ def _blur_axis(x: torch.Tensor, k: torch.Tensor, dim: int) -> torch.Tensor:
     padded = F.pad(x, (0, 0, radius, radius) if dim == -2 else (radius, radius, 0, 0),
                    mode="reflect")
     size = x.shape[dim]
-    out = padded.narrow(dim, 0, size) * k[0]
-    for i in range(1, k.numel()):
-        out.add_(padded.narrow(dim, i, size), alpha=float(k[i]))
+    weights = k.tolist()  # one device sync, not one per tap
+    out = padded.narrow(dim, 0, size) * weights[0]
+    for i, weight in enumerate(weights[1:], 1):
+        out.add_(padded.narrow(dim, i, size), alpha=weight)
     return out
 
 
