@@ -10,7 +10,8 @@ not a target):
   input only in one region of the TRUE head mask (outside the head, inside it, a band of
   `--band` px around the outline, everything but the band), on the first `--limit` test
   scans; the Dice drop and the speckle-index change of each composite. The true mask is
-  used only to locate the effect; no denoiser sees it.
+  used only to locate the effect; no denoiser sees it. One more region comes from the input
+  alone: `not_dark`, where the input's local mean (7-px box) is at least `DARK`.
 * `--lowres LABEL=METHOD:...` (repeatable): what the segmenter sees of each denoiser's change.
   The input and the output are resized to the segmenter's input size as it resizes them
   (area), and the script reports the RMS difference there and at full size, over the scan
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.ndimage import distance_transform_edt
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -46,7 +48,9 @@ from usdenoise.denoise.benchmark import FrozenSegmenter  # noqa: E402
 from usdenoise.metrics import noreference as nr  # noqa: E402
 from usdenoise.metrics.geometry import head_classes  # noqa: E402
 
-REGIONS = ("all", "outside", "inside", "band", "all_but_band")
+REGIONS = ("all", "outside", "inside", "band", "all_but_band", "not_dark")
+#: `not_dark`: where the input's local mean (7-px box) is at least this (from the input alone)
+DARK = 0.1
 
 
 def by_difficulty(folder: Path, fragile: float) -> dict[str, dict]:
@@ -89,7 +93,8 @@ def regions(spec_text: str, limit: int, band_px: float, segmenter_run: str, data
                             distance_transform_edt(~inside))
         band = torch.from_numpy(distance <= band_px)
         where = {"all": torch.ones_like(band), "outside": ~head & ~band,
-                 "inside": head & ~band, "band": band, "all_but_band": ~band}
+                 "inside": head & ~band, "band": band, "all_but_band": ~band,
+                 "not_dark": F.avg_pool2d(x, 7, 1, 3)[0, 0] >= DARK}
         y = denoiser.denoise(x)
         base = segmenter.measure(x, head, sample)["dice"]
         patches = nr.find_homogeneous_patches(x, within=nr.scan_sector(x))
