@@ -29,8 +29,9 @@ from _common import HC18, RESULTS, also_spec, machine, variant_spec, write_json
 from usdenoise.denoise.benchmark import EvaluationSettings, MethodSpec, evaluate, parse_methods
 
 KEYS = ("speckle_index_change", "patch_enl", "edge_ratio", "method_noise_corr", "gcnr",
-        "dice_drop", "hc_error_change_mm", "matched_strength", "matched_edge_ratio",
-        "matched_dice_drop", "matched_hc_error_change_mm", "seconds_per_image")
+        "dice_drop", "dice_drop_median", "hc_error_change_mm", "matched_strength",
+        "matched_edge_ratio", "matched_dice_drop", "matched_hc_error_change_mm",
+        "seconds_per_image")
 
 
 def run(methods: str, limit: int, args: argparse.Namespace, out: Path,

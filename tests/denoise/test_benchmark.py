@@ -269,7 +269,7 @@ REAL_KEYS = {"speckle_index", "speckle_index_change", "patch_enl", "edge_contras
              "matched_strength", "matched_edge_ratio"}
 SEG_KEYS = {"seg_dice", "seg_dice_input", "dice_drop", "seg_hc_abs_error_mm",
             "seg_hc_abs_error_mm_input", "hc_error_change_mm", "n_seg", "n_missing_seg",
-            "matched_dice_drop", "matched_hc_error_change_mm", "segmenter"}
+            "matched_dice_drop", "matched_hc_error_change_mm", "segmenter", "dice_drop_median"}
 
 
 def head_everywhere_segmenter(folder: Path) -> Path:
@@ -313,6 +313,7 @@ def test_real_scan_records_with_segmenter_and_test_data(real_scan_run) -> None:
         assert r["seg_dice"] == pytest.approx(hand, rel=1e-9)
         assert r["seg_dice_input"] == pytest.approx(hand, rel=1e-9)
         assert r["dice_drop"] == 0.0 and r["hc_error_change_mm"] == 0.0
+        assert r["dice_drop_median"] == 0.0
         assert r["matched_reduction"] == 0.3
     noisy, lee, median = records
     assert noisy["speckle_index_change"] == 0.0 and noisy["edge_ratio"] == 1.0
@@ -322,6 +323,20 @@ def test_real_scan_records_with_segmenter_and_test_data(real_scan_run) -> None:
         assert 0.5 < r["edge_ratio"] < 1.1 and -1 <= r["method_noise_corr"] <= 1
         assert 0 < r["matched_strength"] < 1 and r["matched_dice_drop"] == 0.0
         assert 0.5 < r["matched_edge_ratio"] < 1.1
+
+
+def test_real_scan_summary_gives_the_median_dice_drop_beside_the_mean() -> None:
+    """One fragile scan can carry the mean; the median says what a typical scan loses.
+    Images without a segmenter figure are left out of both."""
+    from usdenoise.denoise.benchmark import _real_scan_summary
+
+    rows = [{"dice_drop": d, "seg_dice": 0.9} for d in (0.0, 0.001, 0.002, 0.2)]
+    rows.append({"dice_drop": None, "seg_dice": None})
+    out = _real_scan_summary(rows, segmenter=object())  # only its presence matters here
+    assert out["dice_drop"] == pytest.approx(0.05075)
+    assert out["dice_drop_median"] == pytest.approx(0.0015)
+    assert out["n_seg"] == 4 and out["n_missing_seg"] == 1
+    assert "dice_drop_median" not in _real_scan_summary(rows, segmenter=None)
 
 
 def test_real_scan_files(real_scan_run) -> None:
