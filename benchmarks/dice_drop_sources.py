@@ -11,7 +11,8 @@ not a target):
   `--band` px around the outline, everything but the band), on the first `--limit` test
   scans; the Dice drop and the speckle-index change of each composite. The true mask is
   used only to locate the effect; no denoiser sees it. One more region comes from the input
-  alone: `not_dark`, where the input's local mean (7-px box) is at least `DARK`.
+  alone: `not_dark`, where the input's local mean (7-px box) is at least `DARK`, and
+  `flat50` / `flat90`, where its `flatness` is at least 0.5 / 0.9.
 * `--lowres LABEL=METHOD:...` (repeatable): what the segmenter sees of each denoiser's change.
   The input and the output are resized to the segmenter's input size as it resizes them
   (area), and the script reports the RMS difference there and at full size, over the scan
@@ -45,12 +46,16 @@ from usdenoise.data import load_dataset  # noqa: E402
 from usdenoise.data.splits import split_dataset  # noqa: E402
 from usdenoise.data.transforms import resize_image  # noqa: E402
 from usdenoise.denoise.benchmark import FrozenSegmenter  # noqa: E402
+from usdenoise.denoise.network import PASSES_FLATNESS_SIGMA  # noqa: E402
 from usdenoise.metrics import noreference as nr  # noqa: E402
 from usdenoise.metrics.geometry import head_classes  # noqa: E402
+from usdenoise.noise.adaptive_level import flatness  # noqa: E402
 
-REGIONS = ("all", "outside", "inside", "band", "all_but_band", "not_dark")
+REGIONS = ("all", "outside", "inside", "band", "all_but_band", "not_dark", "flat50", "flat90")
 #: `not_dark`: where the input's local mean (7-px box) is at least this (from the input alone)
 DARK = 0.1
+#: `flatN`: where the input's `flatness` (the one `passes` blends by) is at least N %
+FLAT = {"flat50": 0.5, "flat90": 0.9}
 
 
 def by_difficulty(folder: Path, fragile: float) -> dict[str, dict]:
@@ -95,6 +100,8 @@ def regions(spec_text: str, limit: int, band_px: float, segmenter_run: str, data
         where = {"all": torch.ones_like(band), "outside": ~head & ~band,
                  "inside": head & ~band, "band": band, "all_but_band": ~band,
                  "not_dark": F.avg_pool2d(x, 7, 1, 3)[0, 0] >= DARK}
+        flat = flatness(x, sigma=PASSES_FLATNESS_SIGMA)[0, 0]
+        where.update({name: flat >= cut for name, cut in FLAT.items()})
         y = denoiser.denoise(x)
         base = segmenter.measure(x, head, sample)["dice"]
         patches = nr.find_homogeneous_patches(x, within=nr.scan_sector(x))
