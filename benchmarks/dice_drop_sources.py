@@ -45,10 +45,9 @@ from _common import HC18, RESULTS, machine, variant_spec, write_json  # noqa: E4
 from usdenoise.data import load_dataset  # noqa: E402
 from usdenoise.data.splits import split_dataset  # noqa: E402
 from usdenoise.data.transforms import resize_image  # noqa: E402
-from usdenoise.denoise.benchmark import FrozenSegmenter  # noqa: E402
+from usdenoise.denoise.benchmark import FrozenSegmenter, _true_head  # noqa: E402
 from usdenoise.denoise.network import PASSES_FLATNESS_SIGMA  # noqa: E402
 from usdenoise.metrics import noreference as nr  # noqa: E402
-from usdenoise.metrics.geometry import head_classes  # noqa: E402
 from usdenoise.noise.adaptive_level import flatness  # noqa: E402
 
 REGIONS = ("all", "outside", "inside", "band", "all_but_band", "not_dark", "flat50", "flat90")
@@ -88,11 +87,9 @@ def regions(spec_text: str, limit: int, band_px: float, segmenter_run: str, data
     for count, index in enumerate(indices, 1):
         sample = dataset[index]
         x = sample["image"][None].float()
-        mask = sample.get("mask")
-        if not isinstance(mask, torch.Tensor):
+        head = _true_head(sample, ("background", "head"))  # as evaluate finds it
+        if head is None:
             continue
-        head = torch.isin(mask.reshape(x.shape[-2:]), torch.tensor(head_classes(
-            ("background", "head"))))
         inside = head.numpy()
         distance = np.where(inside, distance_transform_edt(inside),
                             distance_transform_edt(~inside))
