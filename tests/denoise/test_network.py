@@ -92,6 +92,36 @@ def test_bad_parameters(tiny_ckpt, params: dict, match: str) -> None:
         make_denoiser("network", **params)
 
 
+def test_bfloat16_runs_the_network_in_bfloat16_and_returns_float32_near_it(tiny_ckpt,
+                                                                           monkeypatch) -> None:
+    path, net = tiny_ckpt
+    monkeypatch.setattr(nd, "native_bfloat16", lambda device: True)  # no warning on any CPU
+    x = torch.rand(1, 1, 32, 40)
+    full = make_denoiser("network", checkpoint=str(path), device="cpu").denoise(x)
+    den = make_denoiser("network", checkpoint=str(path), device="cpu", precision="bfloat16")
+    seen: list[torch.dtype] = []
+    conv = next(m for m in den.net.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    half = den.denoise(x)
+    assert seen == [torch.bfloat16]  # the convolutions really ran in bfloat16
+    assert half.dtype == torch.float32 and half.shape == x.shape
+    # bfloat16 keeps 8 significant bits: within 2^-8 of values below 1, not equal
+    assert 0 < float((half - full).abs().max()) < 2 ** -6
+    assert float((half - full).abs().mean()) < 2 ** -9
+
+
+def test_bfloat16_without_cpu_support_warns_that_it_is_emulated(tiny_ckpt, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert not nd.native_bfloat16(torch.device("cpu"))
+    assert nd.native_bfloat16(torch.device("cuda"))
+    with pytest.warns(UserWarning, match="no bfloat16 instructions.*slower than float32"):
+        make_denoiser("network", checkpoint=str(tiny_ckpt[0]), device="cpu",
+                      precision="bfloat16")
+    with pytest.raises(UsdenoiseError, match="precision: 'half' is not one of"):
+        make_denoiser("network", checkpoint=str(tiny_ckpt[0]), precision="half")
+
+
 def test_missing_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(UsdenoiseError, match=r"nope\.safetensors: checkpoint file not found"):
         make_denoiser("network", checkpoint=str(tmp_path / "nope.safetensors"))
