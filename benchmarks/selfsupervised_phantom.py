@@ -2,7 +2,7 @@
 
     nice -n 19 .venv/bin/python benchmarks/selfsupervised_phantom.py [--epochs 6] [--limit 20]
         [--methods r2r,nb2nb] [--work benchmarks/results/selfsupervised_phantom]
-        [--arch diconvae --preset fast] [--keep]
+        [--arch diconvae --preset fast] [--keep] [--size 128 --crop 96] [--no-clean]
 
 1. `usdenoise simulate phantom:200 --size 128 --noise physics:0.1 --seed 0 --out WORK/sim`:
    the noisy phantoms, made ONCE (clean/ kept only for scoring).
@@ -15,7 +15,9 @@
    --preset fast --self-supervised METHOD` (the noisy images only; r2r's speckle statistics
    estimated from them).
 All runs: the same network (`--arch`, `--preset`), `--epochs`, `--limit` (batches per
-epoch), `--batch-size 16`, `--crop 96`, seed 0, CPU. The test split (the same 30 ids for
+epoch), `--batch-size 16`, `--crop` (96), seed 0, CPU; phantoms of `--size` (128) px.
+`--no-clean` skips the supervised run to the clean phantom (the comparison that matters is
+against B(x)). The test split (the same 30 ids for
 both data specs: ids and subjects agree) is denoised whole (128 x 128) through
 `make_denoiser("network", checkpoint=...)` and scored against clean/ and against B(clean)
 (`Physics.noise_free`). A yardstick row: the `gaussian` filter at the best σ of
@@ -112,6 +114,10 @@ def main() -> None:
                         help="runs go here; the figures to RESULTS/<its name>.json")
     parser.add_argument("--arch", default="diconvae", help="the network of every run")
     parser.add_argument("--preset", default="fast")
+    parser.add_argument("--size", type=int, default=SIZE, help="phantom side in px")
+    parser.add_argument("--crop", type=int, default=96, help="training crop in px")
+    parser.add_argument("--no-clean", action="store_true",
+                        help="skip the supervised run to the clean phantom")
     parser.add_argument("--keep", action="store_true",
                         help="reuse the simulated data and every finished run in --work "
                              "(delete a run's folder to train it again)")
@@ -126,7 +132,7 @@ def main() -> None:
     if args.keep and figures.is_file():
         earlier = json.loads(figures.read_text())["runs"]
     if not (args.keep and sim.is_dir()):
-        usdenoise("simulate", DATA, "--size", str(SIZE), "--noise", NOISE, "--seed", "0",
+        usdenoise("simulate", DATA, "--size", str(args.size), "--noise", NOISE, "--seed", "0",
                   "--out", str(sim))
 
     def train(name: str, run: Path, *argv: str) -> float:
@@ -135,15 +141,16 @@ def main() -> None:
             return float(earlier.get(name, {}).get("seconds", float("nan")))
         return usdenoise(*argv, "--out", str(run))
 
-    common = ["--size", str(SIZE), "--arch", args.arch, "--preset", args.preset,
+    common = ["--size", str(args.size), "--arch", args.arch, "--preset", args.preset,
               "--epochs", str(args.epochs), "--limit", str(args.limit), "--batch-size", "16",
-              "--crop", "96", "--device", "cpu", "--seed", "0", "--no-progress"]
+              "--crop", str(args.crop), "--device", "cpu", "--seed", "0", "--no-progress"]
     runs: dict[str, dict] = {}
-    seconds = train("supervised", work / "sup", "train", DATA, "--noise", NOISE, "--loss", "l2",
-                    *common)
-    runs["supervised"] = {"run": work / "sup", "seconds": round(seconds, 1),
-                          "command": f"usdenoise train {DATA} --noise {NOISE} --loss l2 "
-                                     + " ".join(common)}
+    if not args.no_clean:
+        seconds = train("supervised", work / "sup", "train", DATA, "--noise", NOISE, "--loss",
+                        "l2", *common)
+        runs["supervised"] = {"run": work / "sup", "seconds": round(seconds, 1),
+                              "command": f"usdenoise train {DATA} --noise {NOISE} --loss l2 "
+                                         + " ".join(common)}
     toml = work / "noise_free.toml"
     toml.write_text('target = "noise_free"\n')
     seconds = train("supervised_noise_free", work / "sup_noise_free", "train", DATA, "--noise",
@@ -158,7 +165,7 @@ def main() -> None:
         runs[method] = {"run": work / method, "seconds": round(seconds, 1),
                         "command": f"usdenoise train folder:SIM/noisy --self-supervised "
                                    f"{method} " + " ".join(common)}
-    ids = test_ids(work / "sup")
+    ids = test_ids(work / "sup_noise_free")
     for name, entry in runs.items():
         if sorted(test_ids(entry["run"])) != sorted(ids):
             raise SystemExit(f"{name}: its test split differs from the supervised run's")
@@ -171,23 +178,25 @@ def main() -> None:
     runs[f"gaussian blur σ={blur['sigma']:g} px"] = {
         "run": None, "seconds": 0.0, "command": f"make_denoiser('gaussian', sigma="
         f"{blur['sigma']:g}), the best of σ = {BLUR_SIGMAS} px on the test images", **blur}
-    base = runs["supervised"]["psnr"]
+    base = runs["supervised"]["psnr"] if "supervised" in runs else None
     base_nf = runs["supervised_noise_free"]["psnr_noise_free"]
-    first = runs["supervised"]
-    print(f"\ntest split: {len(ids)} phantoms {SIZE}x{SIZE}, {NOISE}; input PSNR "
+    first = runs["supervised_noise_free"]
+    print(f"\ntest split: {len(ids)} phantoms {args.size}x{args.size}, {NOISE}; input PSNR "
           f"{first['input_psnr']:.2f} dB against clean, "
           f"{first['input_psnr_noise_free']:.2f} dB against B(x); B(x) itself is "
           f"{first['noise_free_vs_clean_psnr']:.2f} dB from clean")
     print(f"{'training':<22} {'vs clean: PSNR':>14} {'SSIM':>6} {'gap':>6}   "
           f"{'vs B(x): PSNR':>13} {'SSIM':>6} {'gap':>6} {'train s':>8}")
     for name, entry in runs.items():
-        entry["gap_db"] = round(entry["psnr"] - base, 3)
+        entry["gap_db"] = None if base is None else round(entry["psnr"] - base, 3)
         entry["gap_noise_free_db"] = round(entry["psnr_noise_free"] - base_nf, 3)
-        print(f"{name:<22} {entry['psnr']:14.2f} {entry['ssim']:6.3f} {entry['gap_db']:6.2f}   "
+        print(f"{name:<22} {entry['psnr']:14.2f} {entry['ssim']:6.3f} "
+              f"{'–' if entry['gap_db'] is None else format(entry['gap_db'], '.2f'):>6}   "
               f"{entry['psnr_noise_free']:13.2f} {entry['ssim_noise_free']:6.3f} "
               f"{entry['gap_noise_free_db']:6.2f} {entry['seconds']:8.1f}")
     write_json(figures,
-               {"arch": args.arch, "preset": args.preset, "data": DATA, "size": SIZE,
+               {"arch": args.arch, "preset": args.preset, "data": DATA, "size": args.size,
+                "crop": args.crop,
                 "noise": NOISE, "epochs": args.epochs,
                 "limit": args.limit, "test_images": len(ids), "runs": runs,
                 "machine": machine(), "target": "self-supervised within 1.0 dB of supervised",
