@@ -22,6 +22,8 @@ from usdenoise.core.errors import UsdenoiseError
 from usdenoise.metrics.image import (
     METRICS,
     MS_SSIM_WEIGHTS,
+    _dilate,
+    _erode,
     box_mask,
     cnr,
     enl,
@@ -238,6 +240,19 @@ def test_box_mask():
 def _ellipse_mask(h: int, w: int, cy: float, cx: float, ry: float, rx: float) -> torch.Tensor:
     yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     return (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1).long()
+
+
+def test_square_dilation_and_erosion_match_scipy():
+    g = torch.Generator().manual_seed(0)
+    masks = torch.rand(2, 37, 53, generator=g) > 0.97
+    masks[1, 5:20, 10:40] = True
+    for radius in (1, 3, 8):
+        square = np.ones((1, 2 * radius + 1, 2 * radius + 1), dtype=bool)
+        expected = ndimage.binary_dilation(masks.numpy(), structure=square)
+        assert np.array_equal(_dilate(masks, radius).numpy(), expected)
+        # outside the image is foreground for erosion (the head may touch the border)
+        eroded = ndimage.binary_erosion(masks.numpy(), structure=square, border_value=1)
+        assert np.array_equal(_erode(masks, radius).numpy(), eroded)
 
 
 def test_head_background_rois_geometry():
