@@ -108,6 +108,11 @@ def test_bfloat16_runs_the_network_in_bfloat16_and_returns_float32_near_it(tiny_
     # bfloat16 keeps 8 significant bits: within 2^-8 of values below 1, not equal
     assert 0 < float((half - full).abs().max()) < 2 ** -6
     assert float((half - full).abs().mean()) < 2 ** -9
+    # tiles too: their cross-faded sum is accumulated in float32
+    tiled = dict(checkpoint=str(path), device="cpu", tile=16, overlap=4)
+    full = make_denoiser("network", **tiled).denoise(x)
+    half = make_denoiser("network", **tiled, precision="bfloat16").denoise(x)
+    assert 0 < float((half - full).abs().max()) < 2 ** -6
 
 
 def test_bfloat16_without_cpu_support_warns_that_it_is_emulated(tiny_ckpt, monkeypatch) -> None:

@@ -127,9 +127,9 @@ def denoise_tiled(
             b0, b1 = max(0, x0 - halo), min(width, x0 + tw + halo)
             y = net(x[:, :, a0:a1, b0:b1].to(device)).to(x.device)
             y = y[:, :, y0 - a0 : y0 - a0 + th, x0 - b0 : x0 - b0 + tw]
-            if out is None:
-                out = torch.zeros(x.shape[0], y.shape[1], height, width,
-                                  device=x.device, dtype=y.dtype)
+            if out is None:  # at least float32: bfloat16 tiles (autocast) sum without loss
+                out = torch.zeros(x.shape[0], y.shape[1], height, width, device=x.device,
+                                  dtype=torch.promote_types(y.dtype, torch.float32))
             w2 = wy[:, None] * wx[None, :]
             out[:, :, y0 : y0 + th, x0 : x0 + tw] += y * w2
             weight[:, :, y0 : y0 + th, x0 : x0 + tw] += w2
