@@ -81,10 +81,7 @@ OK_ROWS = {
 
 
 # rows that fail today where the fix lies in another engineer's files
-XFAIL = {
-    "lying_png_header": "io/pillow.py: Pillow pads a PNG whose IDAT holds less than IHDR "
-                        "declares and the image is denoised (needs a decoded-size check)",
-}
+XFAIL: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("row", [pytest.param(r, marks=pytest.mark.xfail(

@@ -26,6 +26,52 @@ def _png_header(path: Path) -> tuple[int, int]:
     return head[24], head[25]
 
 
+#: samples per pixel of each PNG colour type (grey, RGB, palette, grey+alpha, RGBA)
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+#: Adam7 passes: (first column, first row, column step, row step)
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+          (0, 1, 1, 2))
+
+
+def _png_expected_bytes(width: int, height: int, bits: int, colour: int, interlace: int
+                        ) -> int:
+    """Bytes the IDAT stream of a PNG with this IHDR must inflate to (a filter byte per
+    row of each pass, then the packed samples)."""
+    per_pixel = _PNG_SAMPLES.get(colour, 4) * bits
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    total = 0
+    for x0, y0, dx, dy in passes:
+        w, h = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if w > 0 and h > 0:
+            total += h * (1 + -(-w * per_pixel // 8))
+    return total
+
+
+def check_png_data(path: Path) -> None:
+    """Refuse a PNG whose image data inflates to fewer bytes than its IHDR declares: Pillow
+    decodes such a file without an error and fills the missing rows with black. Inflates in
+    1 MiB pieces and stops once enough has come, so memory stays bounded."""
+    import zlib
+
+    data = path.read_bytes()
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    expected = _png_expected_bytes(width, height, data[24], data[25], data[28])
+    inflate, got, at = zlib.decompressobj(), 0, 8
+    while at + 8 <= len(data) and got < expected:
+        length, kind = int.from_bytes(data[at : at + 4], "big"), data[at + 4 : at + 8]
+        if kind == b"IDAT":
+            chunk = data[at + 8 : at + 8 + length]
+            while chunk and got < expected:
+                got += len(inflate.decompress(chunk, 1 << 20))
+                chunk = inflate.unconsumed_tail
+        elif kind == b"IEND":
+            break
+        at += 12 + length
+    if got < expected:
+        raise UsdenoiseError(f"{path}: PNG image data ends early ({got} of the {expected} bytes "
+                             f"its {width} x {height} header declares: corrupt or truncated)")
+
+
 _PIL_CHANNELS = {"1": 1, "L": 1, "LA": 2, "La": 2, "P": 3, "PA": 4, "RGB": 3, "RGBA": 4,
                  "RGBa": 4, "RGBX": 3, "CMYK": 3, "YCbCr": 3, "LAB": 3, "HSV": 3}
 
@@ -133,6 +179,8 @@ def read_pillow(path: Path, *, raw: bool, header_only: bool) -> Decoded:
             info = _pil_info(img, path, n)
             if header_only:
                 return Decoded(np.empty((0, 0, 0, 0), np.uint8), 1.0, info)
+            if img.format == "PNG":
+                check_png_data(path)
             if _needs_opencv(img, path):
                 frames, scale = _read_opencv(path)
             else:
