@@ -56,6 +56,26 @@ def test_every_pillow_layout_inflates_to_exactly_the_expected_bytes(mode: str,
     check_png_data(path)
 
 
+def test_image_data_over_many_chunks_after_a_text_chunk_passes(tmp_path: Path) -> None:
+    from PIL import PngImagePlugin
+
+    noise = np.random.default_rng(1).integers(0, 255, (600, 700), dtype=np.uint8)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "x" * 5000)
+    path = tmp_path / "big.png"
+    Image.fromarray(noise).save(path, pnginfo=info)
+    assert path.read_bytes().count(b"IDAT") > 1  # Pillow splits the data into chunks
+    assert _png_expected_bytes(700, 600, 8, 0, 0) == _inflated(path)
+    check_png_data(path)
+    cut = tmp_path / "cut.png"  # the last chunks gone, the IEND kept: a lying file
+    data = path.read_bytes()
+    first = data.index(b"IDAT") - 4
+    length = int.from_bytes(data[first:first + 4], "big")
+    cut.write_bytes(data[:first + 12 + length] + data[data.index(b"IEND") - 4:])
+    with pytest.raises(UsdenoiseError, match="PNG image data ends early"):
+        check_png_data(cut)
+
+
 def test_an_interlaced_png_passes_and_decodes_as_built(tmp_path: Path) -> None:
     width, height = 13, 7
     image = (np.arange(width * height, dtype=np.uint8).reshape(height, width) * 3)

@@ -49,24 +49,35 @@ def _png_expected_bytes(width: int, height: int, bits: int, colour: int, interla
 
 def check_png_data(path: Path) -> None:
     """Refuse a PNG whose image data inflates to fewer bytes than its IHDR declares: Pillow
-    decodes such a file without an error and fills the missing rows with black. Inflates in
-    1 MiB pieces and stops once enough has come, so memory stays bounded."""
+    decodes such a file without an error and fills the missing rows with black. Reads the
+    file chunk by chunk and inflates in 1 MiB pieces, stopping once enough has come, so
+    memory stays bounded whatever the file holds."""
     import zlib
 
-    data = path.read_bytes()
-    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    expected = _png_expected_bytes(width, height, data[24], data[25], data[28])
-    inflate, got, at = zlib.decompressobj(), 0, 8
-    while at + 8 <= len(data) and got < expected:
-        length, kind = int.from_bytes(data[at : at + 4], "big"), data[at + 4 : at + 8]
-        if kind == b"IDAT":
-            chunk = data[at + 8 : at + 8 + length]
-            while chunk and got < expected:
-                got += len(inflate.decompress(chunk, 1 << 20))
-                chunk = inflate.unconsumed_tail
-        elif kind == b"IEND":
-            break
-        at += 12 + length
+    piece = 1 << 20
+    with open(path, "rb") as fh:
+        head = fh.read(29)
+        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        expected = _png_expected_bytes(width, height, head[24], head[25], head[28])
+        fh.seek(8)
+        inflate, got = zlib.decompressobj(), 0
+        while got < expected and len(header := fh.read(8)) == 8:
+            length, kind = int.from_bytes(header[:4], "big"), header[4:]
+            if kind == b"IEND":
+                break
+            if kind != b"IDAT":
+                fh.seek(length + 4, 1)  # the chunk's data and CRC
+                continue
+            left = length
+            while left > 0 and got < expected:
+                data = fh.read(min(left, piece))
+                if not data:
+                    break
+                left -= len(data)
+                while data and got < expected:
+                    got += len(inflate.decompress(data, piece))
+                    data = inflate.unconsumed_tail
+            fh.seek(left + 4, 1)
     if got < expected:
         raise UsdenoiseError(f"{path}: PNG image data ends early ({got} of the {expected} bytes "
                              f"its {width} x {height} header declares: corrupt or truncated)")
