@@ -75,22 +75,6 @@ def save_example_grid(
     save_figure(fig, path)
 
 
-def save_curves(path: Path, x: list[float], series: dict[str, list[float]], *,
-                xlabel: str, ylabel: str, title: str) -> None:
-    """Line plot of one or more series against x (loss curves, strength curves)."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for label, values in series.items():
-        ax.plot(x[: len(values)], values, marker="o", markersize=3, label=label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
 def save_tradeoff_curves(path: Path, curves: dict[str, list[dict]], *, target: float | None,
                          title: str) -> None:
     """Matched speckle reduction: for each method, its strength curve (points α = 0 … 1) of

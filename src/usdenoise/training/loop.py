@@ -43,7 +43,7 @@ from usdenoise.core.seeding import SeedPurpose, derive_seed
 from usdenoise.data import load_dataset
 from usdenoise.data.splits import load_splits, split_or_load
 from usdenoise.data.transforms import Compose, RandomCrop, RandomFlip
-from usdenoise.reporting.figures import save_curves
+from usdenoise.reporting.html_plots import curves
 from usdenoise.training.config import TrainConfig, config_differences
 from usdenoise.training.distributed import (
     World,
@@ -388,10 +388,12 @@ def _write_epoch(run, model, config, task, sizes, row, history, progress, improv
     with atomic_write(run / METRICS_FILE) as tmp:
         Path(tmp).write_text(text.getvalue())
     epochs = [r["epoch"] for r in history]
-    save_curves(run / CURVE_FILE, epochs,
-                {"train": [r["train_loss"] for r in history],
-                 "validation": [r["val_loss"] for r in history]},
-                xlabel="epoch", ylabel=f"loss ({config.loss})",
-                title=f"{config.arch} on {config.data}")
+    png = curves(epochs, {"train": [r["train_loss"] for r in history],
+                          "validation": [r["val_loss"] for r in history]},
+                 xlabel="epoch", ylabel=f"loss ({config.loss})",
+                 title=f"{config.arch} on {config.data}", integer_x=True)
+    if png is not None:
+        with atomic_write(run / CURVE_FILE) as tmp:
+            Path(tmp).write_bytes(png)
 
 
