@@ -17,13 +17,14 @@ from usdenoise.io.common import (
 )
 
 
-def _png_header(path: Path) -> tuple[int, int]:
-    """(bit depth, colour type) from a PNG's IHDR chunk."""
+def _png_header(path: Path) -> tuple[int, int, int, int, int]:
+    """(width, height, bit depth, colour type, interlace) from a PNG's IHDR chunk."""
     with open(path, "rb") as fh:
-        head = fh.read(26)
-    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n":
+        head = fh.read(29)
+    if len(head) < 29 or head[:8] != b"\x89PNG\r\n\x1a\n":
         raise UsdenoiseError(f"{path}: not a PNG file (bad signature)")
-    return head[24], head[25]
+    return (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), head[24],
+            head[25], head[28])
 
 
 #: samples per pixel of each PNG colour type (grey, RGB, palette, grey+alpha, RGBA)
@@ -55,10 +56,9 @@ def check_png_data(path: Path) -> None:
     import zlib
 
     piece = 1 << 20
+    width, height, bits, colour, interlace = _png_header(path)
+    expected = _png_expected_bytes(width, height, bits, colour, interlace)
     with open(path, "rb") as fh:
-        head = fh.read(29)
-        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-        expected = _png_expected_bytes(width, height, head[24], head[25], head[28])
         fh.seek(8)
         inflate, got = zlib.decompressobj(), 0
         while got < expected and len(header := fh.read(8)) == 8:
@@ -98,7 +98,7 @@ def _pil_bits(img, path: Path) -> int:
     if mode == "1":
         return 1
     if img.format == "PNG":
-        bits, _ = _png_header(path)
+        bits = _png_header(path)[2]
         return max(bits, 8) if mode != "P" else 8
     if img.format == "TIFF":
         tag = img.tag_v2.get(258, (8,))
