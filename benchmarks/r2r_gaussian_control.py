@@ -21,10 +21,7 @@ table and writes benchmarks/results/<--work's name>.json.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -38,6 +35,7 @@ from usdenoise.training.tasks.selfsupervised import SpeckleStats, speckle_noise
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS, machine, write_json  # noqa: E402
+from selfsupervised_phantom import test_ids, usdenoise  # noqa: E402
 
 BLUR_SIGMAS = (1.0, 2.0, 3.0, 4.0, 5.0)
 
@@ -99,14 +97,12 @@ def main() -> None:
                    "--epochs", str(args.epochs), "--limit", str(args.limit), "--batch-size",
                    "16", "--crop", "96", "--device", "cpu", "--seed", "0", "--no-progress",
                    "--out", str(run)]
-        print("$ usdenoise " + " ".join(command), flush=True)
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "usdenoise", *command], check=True)
-        ids = json.loads((run / "splits.json").read_text())["splits"]["test"]["ids"]
+        seconds = usdenoise(*command)
+        ids = test_ids(run)
         net = make_denoiser("network", checkpoint=str(run / "model_best.safetensors"),
                             device="cpu")
-        runs[name] = {"seconds": round(time.perf_counter() - started, 1),
-                      "command": "usdenoise " + " ".join(command), **score(net, sim, ids)}
+        runs[name] = {"seconds": round(seconds, 1), "command": "usdenoise " + " ".join(command),
+                      **score(net, sim, ids)}
     blurs = {sigma: score(make_denoiser("gaussian", sigma=sigma), sim, ids)
              for sigma in BLUR_SIGMAS}
     best = max(blurs, key=lambda sigma: blurs[sigma]["psnr"])

@@ -18,7 +18,7 @@ All runs: the same network (`--arch`, `--preset`), `--epochs`, `--limit` (batche
 epoch), `--batch-size 16`, `--crop` (96), seed 0, CPU; phantoms of `--size` (128) px.
 `--no-clean` skips the supervised run to the clean phantom (the comparison that matters is
 against B(x)). The test split (the same 30 ids for
-both data specs: ids and subjects agree) is denoised whole (128 x 128) through
+both data specs: ids and subjects agree) is denoised whole through
 `make_denoiser("network", checkpoint=...)` and scored against clean/ and against B(clean)
 (`Physics.noise_free`). A yardstick row: the `gaussian` filter at the best σ of
 BLUR_SIGMAS on those test images. Prints a table and writes
