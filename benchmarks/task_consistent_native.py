@@ -63,6 +63,11 @@ def parse_settings(text: str) -> dict[str, Any]:
 
 
 def train_indices(splits: str, limit: int) -> list[int]:
+    """The train split of a segmenter run's `splits.json` (subject split, seed 0): the
+    students never see the test scans the benchmark judges them on."""
+    if not Path(splits).is_file():
+        sys.exit(f"{splits}: not found; train the judging segmenter first (--splits names "
+                 "its splits.json)")
     indices = json.loads(Path(splits).read_text())["splits"]["train"]["indices"]
     return list(indices)[:limit] if limit else list(indices)
 
