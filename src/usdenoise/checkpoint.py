@@ -404,6 +404,13 @@ def resolve_segmenter(path: str | Path) -> Path:
     return p
 
 
+def segmenter_input_size(sidecar: Mapping[str, Any]) -> Any:
+    """The size a segmenter was trained at (`segment train --size`), from its sidecar: images
+    are resized to it before prediction. None when it was trained at the images' own size."""
+    meta = sidecar.get("meta", {})
+    return meta.get("image_size") or meta.get("config", {}).get("image_size")
+
+
 def load_segmenter(path: str | Path, *, device: str = "cpu", option: str = "--segmenter",
                    denoiser_option: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """`load_model(kind="segmenter")` with a message that names the `option` the path came

@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from usdenoise import metrics
-from usdenoise.checkpoint import load_segmenter
+from usdenoise.checkpoint import load_segmenter, segmenter_input_size
 from usdenoise.core.devices import resolve_auto
 from usdenoise.core.distributed import (
     World,
@@ -290,7 +290,7 @@ class FrozenSegmenter:
         meta = sidecar.get("meta", {})
         self.class_names = tuple(str(n) for n in meta.get("class_names")
                                  or ("background", "head"))
-        self.size = meta.get("image_size") or meta.get("config", {}).get("image_size")
+        self.size = segmenter_input_size(sidecar)
         self.head = head_classes(self.class_names)
         self.inputs = meta.get("inputs")
 

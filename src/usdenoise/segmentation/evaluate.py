@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from usdenoise.checkpoint import load_segmenter, resolve_segmenter
+from usdenoise.checkpoint import load_segmenter, resolve_segmenter, segmenter_input_size
 from usdenoise.core.devices import resolve_auto
 from usdenoise.core.errors import UsdenoiseError
 from usdenoise.core.files import input_folders, staged_dir, write_text_atomic
@@ -154,7 +154,7 @@ def evaluate_segmenter(settings: SegmentEvaluation, out_dir: str | Path, *,
     run_config = meta.get("config", {})
     model_names = tuple(meta.get("class_names") or ("background", "head"))
     seed = settings.seed if settings.seed is not None else int(run_config.get("seed", 0))
-    model_size = meta.get("image_size", run_config.get("image_size"))
+    model_size = segmenter_input_size(sidecar)
     dataset = load_dataset(settings.spec, size=settings.size)
     data_names = tuple(str(n) for n in dataset.class_names)
     mapping = _class_mapping(settings, sidecar, data_names)
