@@ -18,13 +18,13 @@ is not fitted to the judge. λ = 0 is the control: the same distillation without
     OMP_NUM_THREADS=1 python benchmarks/task_consistent_native.py teacher --part 0/2
     OMP_NUM_THREADS=1 python benchmarks/task_consistent_native.py teacher --part 1/2
     OMP_NUM_THREADS=1 python benchmarks/task_consistent_native.py train --lam 0 --out runs/tc-l0
-    OMP_NUM_THREADS=1 python benchmarks/task_consistent_native.py train --lam 100 \\
-        --out runs/tc-l100
+    OMP_NUM_THREADS=1 python benchmarks/task_consistent_native.py train --lam 10 \\
+        --out runs/tc-l10
     OMP_NUM_THREADS=1 python benchmarks/real_scans.py --segmenter runs/seg-snapshot \\
         --limit 0 --slow-limit 0 --methods default \\
         --variant "teacher=default:smooth=3;passes=5;keep_mean=16" \\
         --variant "l0=network:checkpoint=runs/tc-l0;device=cpu" \\
-        --variant "l100=network:checkpoint=runs/tc-l100;device=cpu" --name task_consistent
+        --variant "l10=network:checkpoint=runs/tc-l10;device=cpu" --name task_consistent
 
 Teacher outputs are cached in `--cache` (run outputs, not committed); the trained networks
 are ordinary denoiser checkpoints (`network:checkpoint=RUN`).
@@ -38,28 +38,24 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from _common import HC18, write_json
 
-from usdenoise.checkpoint import load_model, load_segmenter, save_model
+from usdenoise.checkpoint import load_model, load_segmenter, save_model, segmenter_input_size
 from usdenoise.data import load_dataset
+from usdenoise.data.transforms import as_size
 from usdenoise.denoise import make_denoiser
 from usdenoise.denoise.network import default_weights_path
+from usdenoise.denoise.registry import parse_params
+from usdenoise.losses import frozen_segmenter
 from usdenoise.noise.adaptive_level import adaptive_level_map
 from usdenoise.noise.level import estimate_level
 
 TEACHER = "smooth=3;passes=5;keep_mean=16"
-
-
-def parse_settings(text: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in filter(None, text.split(";")):
-        key, value = item.split("=", 1)
-        out[key] = float(value) if "." in value else int(value)
-    return out
+#: input size for a segmenter trained at its images' own size (none recorded in the sidecar)
+DEFAULT_SEGMENTER_SIZE = 128
 
 
 def train_indices(splits: str, limit: int) -> list[int]:
@@ -77,7 +73,8 @@ def make_teacher(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     k, n = (int(v) for v in args.part.split("/"))
     dataset = load_dataset(args.data)
-    teacher = make_denoiser("default", device="cpu", **parse_settings(args.teacher))
+    settings = parse_params([item for item in args.teacher.split(";") if item])
+    teacher = make_denoiser("default", device="cpu", **settings)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     mine = train_indices(args.splits, args.limit)[k::n]
@@ -116,12 +113,9 @@ def train(args: argparse.Namespace) -> None:
     for p in net.parameters():
         p.requires_grad_(True)
     trained = tuple(sidecar["meta"]["level"]["range"])
-    segmenter, seg_meta = load_segmenter(args.loss_segmenter)
-    segmenter.eval()
-    for p in segmenter.parameters():
-        p.requires_grad_(False)
-    seg_size = int(seg_meta["meta"]["config"].get("size") or 128) if "meta" in seg_meta else 128
-    size = (seg_size, seg_size)
+    segmenter, seg_sidecar = load_segmenter(args.loss_segmenter, option="--loss-segmenter")
+    frozen_segmenter(segmenter, loss="consistency")
+    size = as_size(segmenter_input_size(seg_sidecar) or DEFAULT_SEGMENTER_SIZE)
     dataset = load_dataset(args.data)
     cache = Path(args.cache)
     indices = [i for i in train_indices(args.splits, args.limit) if (cache / f"{i}.pt").exists()]
